@@ -1,0 +1,201 @@
+// One error class per kind of problem a user can act on. Each carries a stable
+// `code` and the context a person needs to fix it (file, tenant, key, line, step).
+// The CLIs turn these into a message and an exit code in exactly one place.
+
+export abstract class FlotillaError extends Error {
+  abstract readonly code: string;
+  /** Exit code the CLI uses for this kind of error. */
+  readonly exitCode: number = 1;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** One problem found in the fleet configuration. */
+export interface ConfigProblem {
+  file: string;
+  /** Dotted key path inside the file, e.g. `env.SMTP_HOST`; empty for the whole file. */
+  keyPath: string;
+  line?: number;
+  message: string;
+}
+
+export function formatConfigProblem(p: ConfigProblem): string {
+  const where = `${p.file}${p.line !== undefined ? `:${p.line}` : ''}`;
+  return `${where}: ${p.keyPath ? `${p.keyPath}: ` : ''}${p.message}`;
+}
+
+/** The fleet config (fleet.yaml, tenants/*.yaml) is invalid; lists every problem, not just the first. */
+export class FleetConfigError extends FlotillaError {
+  readonly code = 'FLEET_CONFIG';
+  constructor(readonly problems: ConfigProblem[]) {
+    super(problems.map(formatConfigProblem).join('\n'));
+  }
+}
+
+/** A template failed to compile or render for a tenant. */
+export class TemplateError extends FlotillaError {
+  readonly code = 'TEMPLATE';
+  constructor(
+    readonly template: string,
+    readonly tenant: string,
+    readonly detail: string,
+    readonly line?: number,
+    readonly variable?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `${template}${line !== undefined ? `:${line}` : ''} (tenant ${tenant}): ${detail}`,
+      options,
+    );
+  }
+}
+
+/** A rendered output is not what its consumer accepts (e.g. compose output that is not YAML). */
+export class RenderedOutputError extends FlotillaError {
+  readonly code = 'RENDERED_OUTPUT';
+  constructor(
+    readonly file: string,
+    readonly tenant: string,
+    readonly detail: string,
+  ) {
+    super(`${file} (tenant ${tenant}): ${detail}`);
+  }
+}
+
+/** An `.env` file cannot be parsed or patched as asked. */
+export class EnvFileError extends FlotillaError {
+  readonly code = 'ENV_FILE';
+  constructor(
+    readonly file: string,
+    readonly detail: string,
+    readonly line?: number,
+    readonly key?: string,
+  ) {
+    super(`${file}${line !== undefined ? `:${line}` : ''}: ${key ? `${key}: ` : ''}${detail}`);
+  }
+}
+
+/** A compose file holds an invalid interpolation expression, or is not YAML. */
+export class ComposeFileError extends FlotillaError {
+  readonly code = 'COMPOSE_FILE';
+  constructor(
+    readonly file: string,
+    /** YAML path of the offending value, e.g. `services.api.image`. */
+    readonly yamlPath: string,
+    readonly detail: string,
+  ) {
+    super(`${file}: ${yamlPath ? `${yamlPath}: ` : ''}${detail}`);
+  }
+}
+
+/** A tenant manifest is malformed or unsafe (bad path, hash mismatch, duplicate path). */
+export class ManifestError extends FlotillaError {
+  readonly code = 'MANIFEST';
+  constructor(
+    readonly detail: string,
+    readonly path?: string,
+  ) {
+    super(`manifest${path ? ` ${JSON.stringify(path)}` : ''}: ${detail}`);
+  }
+}
+
+/** A path would escape the install directory or write through a symlink. */
+export class UnsafePathError extends FlotillaError {
+  readonly code = 'UNSAFE_PATH';
+  constructor(
+    readonly path: string,
+    readonly detail: string,
+  ) {
+    super(`refusing path ${JSON.stringify(path)}: ${detail}`);
+  }
+}
+
+/** A git operation failed; `url` is already sanitised of credentials. */
+export class GitError extends FlotillaError {
+  readonly code = 'GIT';
+  constructor(
+    readonly operation: string,
+    readonly url: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`git ${operation} ${url}: ${detail}`, options);
+  }
+}
+
+/** A GitHub API call failed. */
+export class GitHubError extends FlotillaError {
+  readonly code = 'GITHUB';
+  constructor(
+    readonly operation: string,
+    readonly status: number | undefined,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`GitHub ${operation}${status ? ` (HTTP ${status})` : ''}: ${detail}`, options);
+  }
+}
+
+/** A compose command failed at a named step of an apply. */
+export class ComposeStepError extends FlotillaError {
+  readonly code = 'COMPOSE_STEP';
+  constructor(
+    readonly step: string,
+    /** Last lines of compose's own output. */
+    readonly outputTail: string,
+  ) {
+    super(`${step} failed${outputTail ? `: ${outputTail}` : ''}`);
+  }
+}
+
+/** An apply is refused before anything changes (missing variables, non-fast-forward, bad signature). */
+export class ApplyRefusedError extends FlotillaError {
+  readonly code = 'APPLY_REFUSED';
+  override readonly exitCode = 3;
+  constructor(
+    readonly reason: string,
+    readonly missing: string[] = [],
+  ) {
+    super(`refused: ${reason}`);
+  }
+}
+
+/** An agent or CLI setting is missing or invalid. */
+export class SettingError extends FlotillaError {
+  readonly code = 'SETTING';
+  override readonly exitCode = 2;
+  constructor(
+    readonly setting: string,
+    readonly detail: string,
+  ) {
+    super(`${setting}: ${detail}`);
+  }
+}
+
+/** Another agent holds the apply lock for this install dir. */
+export class LockHeldError extends FlotillaError {
+  readonly code = 'LOCK_HELD';
+  override readonly exitCode = 4;
+  constructor(
+    readonly lockFile: string,
+    readonly holderPid?: number,
+  ) {
+    super(
+      `another flotilla-agent${holderPid ? ` (pid ${holderPid})` : ''} holds ${lockFile}; wait for it or stop it`,
+    );
+  }
+}
+
+/** An image tag is missing from its registry. */
+export class RegistryError extends FlotillaError {
+  readonly code = 'REGISTRY';
+  constructor(
+    readonly image: string,
+    readonly detail: string,
+  ) {
+    super(`${image}: ${detail}`);
+  }
+}
