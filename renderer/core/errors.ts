@@ -199,3 +199,34 @@ export class RegistryError extends FlotillaError {
     super(`${image}: ${detail}`);
   }
 }
+
+/** The apply journal in the agent's state dir is unreadable or names a backup that is gone. */
+export class JournalError extends FlotillaError {
+  readonly code = 'JOURNAL';
+  constructor(
+    readonly file: string,
+    readonly detail: string,
+  ) {
+    super(`${file}: ${detail}`);
+  }
+}
+
+/** A template cannot be compiled at all (syntax error, unknown helper, output path not allowed); no tenant involved. */
+export class TemplateCompileError extends FlotillaError {
+  readonly code = 'TEMPLATE_COMPILE';
+  constructor(
+    readonly template: string,
+    readonly detail: string,
+    readonly line?: number,
+  ) {
+    super(`${template}${line !== undefined ? `:${line}` : ''}: ${detail}`);
+  }
+}
+
+/** Several independent problems found in one run (e.g. `flotilla check` over every tenant); lists them all. */
+export class ProblemListError extends FlotillaError {
+  readonly code = 'PROBLEMS';
+  constructor(readonly problems: FlotillaError[]) {
+    super(problems.map((p) => p.message).join('\n'));
+  }
+}

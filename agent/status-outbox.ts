@@ -1,0 +1,306 @@
+// Commit statuses the agent owes GitHub, kept on disk until GitHub has them.
+//
+// One file per status in the outbox directory, named by a sequence number and written
+// atomically, so a crash leaves whole entries only. `flush` sends them oldest first and
+// removes each only after GitHub accepted it; the first failure stops the flush, so order
+// is kept. Statuses for the same commit and context supersede each other (GitHub shows the
+// newest per context), so a long outage queues at most one per (commit, context) and
+// recovery is not a burst. A budget keeps sends within GitHub's content-creation limits.
+//
+// The crash window: GitHub may accept a status and the agent die (or time out) before the
+// entry is removed. Before each send a `<seq>.sending` marker is written; an entry that
+// still has its marker at the next flush "may already be accepted". With `isAlreadyAccepted`
+// (see `githubStatusAccepted`) the flush asks GitHub first and drops the entry if the newest
+// status for that context already is this one, so nothing is posted twice. Without it, the
+// entry is sent again: at-least-once, never lost, and the repeat is the same state and text
+// GitHub already shows. Losing a status (at-most-once) was not acceptable; a rare identical
+// repeat is harmless.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../renderer/core/atomic-write.js';
+import { GitHubError } from '../renderer/core/errors.js';
+import {
+  createCommitStatus,
+  listStatuses,
+  truncateDescription,
+  type CommitStatusInput,
+  type GitHubClient,
+} from '../renderer/core/github.js';
+
+export type StatusSend = (status: CommitStatusInput) => Promise<void>;
+export type StatusAcceptedCheck = (status: CommitStatusInput) => Promise<boolean>;
+
+export interface QueuedStatus {
+  seq: number;
+  queuedAt: string;
+  status: CommitStatusInput;
+  /** A send was started and not confirmed: GitHub may already have it. */
+  maybeSent: boolean;
+}
+
+export interface FlushResult {
+  sent: number;
+  /** Entries from an interrupted send that GitHub turned out to have already. */
+  alreadyAccepted: number;
+  /** Entries GitHub refused for good (e.g. 422); kept in `rejected.jsonl`, not retried. */
+  rejected: number;
+  /** Still queued after this flush. */
+  pending: number;
+  stopped?: { reason: 'failure'; error: unknown } | { reason: 'budget'; retryInMs: number };
+}
+
+export interface StatusOutboxOptions {
+  budget?: SendBudget;
+  now?: () => number;
+  log?: (line: string) => void;
+  /** Errors that mean "never going to work": the entry moves to `rejected.jsonl` instead of blocking the queue. */
+  isPermanent?: (error: unknown) => boolean;
+}
+
+/** GitHub's content-creation limits: 80 a minute, 500 an hour (in-memory sliding windows). */
+export class SendBudget {
+  private readonly sends: number[] = [];
+  readonly perMinute: number;
+  readonly perHour: number;
+  private readonly now: () => number;
+
+  constructor(options: { perMinute?: number; perHour?: number; now?: () => number } = {}) {
+    this.perMinute = options.perMinute ?? 80;
+    this.perHour = options.perHour ?? 500;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** 0 when a send may start now, else how long until one may. */
+  waitMs(): number {
+    const t = this.now();
+    while (this.sends.length > 0 && this.sends[0]! <= t - 3_600_000) this.sends.shift();
+    let wait = 0;
+    if (this.sends.length >= this.perHour) wait = Math.max(wait, this.sends[this.sends.length - this.perHour]! + 3_600_000 - t);
+    const lastMinute = this.sends.filter((s) => s > t - 60_000);
+    if (lastMinute.length >= this.perMinute) wait = Math.max(wait, lastMinute[lastMinute.length - this.perMinute]! + 60_000 - t);
+    return wait;
+  }
+
+  record(): void {
+    this.sends.push(this.now());
+  }
+}
+
+const ENTRY = /^(\d{12})\.json$/;
+const MARKER = /^(\d{12})\.sending$/;
+
+function statusKey(s: CommitStatusInput): string {
+  // GitHub treats contexts case-insensitively.
+  return `${s.owner}/${s.repo}@${s.sha}#${s.context}`.toLowerCase();
+}
+
+function defaultIsPermanent(error: unknown): boolean {
+  return error instanceof GitHubError && (error.status === 422 || error.status === 400);
+}
+
+export class StatusOutbox {
+  private readonly budget: SendBudget;
+  private readonly now: () => number;
+  private readonly log: (line: string) => void;
+  private readonly isPermanent: (error: unknown) => boolean;
+  private nextSeq: number | undefined;
+  private sendingSeq: number | undefined;
+  private flushing: Promise<FlushResult> | undefined;
+  private lock: Promise<unknown> = Promise.resolve();
+
+  /** `dir` is the outbox's own directory; one agent process uses it at a time (the apply lock). */
+  constructor(
+    readonly dir: string,
+    options: StatusOutboxOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.budget = options.budget ?? new SendBudget({ now: this.now });
+    this.log = options.log ?? (() => undefined);
+    this.isPermanent = options.isPermanent ?? defaultIsPermanent;
+  }
+
+  /** Queues a status durably; older queued statuses for the same commit and context are dropped. */
+  enqueue(status: CommitStatusInput): Promise<QueuedStatus> {
+    return this.exclusive(async () => {
+      const entries = await this.read();
+      const seq = Math.max(this.nextSeq ?? 0, ...entries.map((e) => e.seq + 1), 1);
+      this.nextSeq = seq + 1;
+      const queued: QueuedStatus = { seq, queuedAt: new Date(this.now()).toISOString(), status: { ...status }, maybeSent: false };
+      await fs.mkdir(this.dir, { recursive: true });
+      await writeFileAtomic(this.entryPath(seq), `${JSON.stringify({ seq, queuedAt: queued.queuedAt, status: queued.status })}\n`);
+      const key = statusKey(status);
+      for (const old of entries) {
+        if (statusKey(old.status) === key && old.seq !== this.sendingSeq) await this.remove(old.seq);
+      }
+      return queued;
+    });
+  }
+
+  /** What is queued, oldest first (superseded entries a crash left behind are dropped). */
+  pending(): Promise<QueuedStatus[]> {
+    return this.exclusive(() => this.read(true));
+  }
+
+  /**
+   * Sends queued statuses oldest first until the queue is empty, a send fails, or the
+   * budget is spent. Concurrent calls share one flush.
+   */
+  flush(send: StatusSend, options: { isAlreadyAccepted?: StatusAcceptedCheck } = {}): Promise<FlushResult> {
+    this.flushing ??= this.flushQueue(send, options.isAlreadyAccepted).finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async flushQueue(send: StatusSend, isAlreadyAccepted: StatusAcceptedCheck | undefined): Promise<FlushResult> {
+    const result: FlushResult = { sent: 0, alreadyAccepted: 0, rejected: 0, pending: 0 };
+    for (;;) {
+      const head = await this.exclusive(async () => (await this.read(true))[0]);
+      if (!head) break;
+
+      if (head.maybeSent && isAlreadyAccepted) {
+        let accepted: boolean;
+        try {
+          accepted = await isAlreadyAccepted(head.status);
+        } catch (error) {
+          result.stopped = { reason: 'failure', error };
+          break;
+        }
+        if (accepted) {
+          await this.exclusive(() => this.remove(head.seq));
+          result.alreadyAccepted++;
+          this.log(`status ${describe(head.status)} was already accepted before an interruption; not sending it again`);
+          continue;
+        }
+      }
+
+      const wait = this.budget.waitMs();
+      if (wait > 0) {
+        result.stopped = { reason: 'budget', retryInMs: wait };
+        break;
+      }
+
+      // The marker goes down before the request leaves, so a crash after GitHub accepted is visible.
+      await this.exclusive(() => writeFileAtomic(this.markerPath(head.seq), ''));
+      this.sendingSeq = head.seq;
+      this.budget.record();
+      try {
+        await send(head.status);
+      } catch (error) {
+        if (this.isPermanent(error)) {
+          await this.exclusive(async () => {
+            await fs.appendFile(join(this.dir, 'rejected.jsonl'), `${JSON.stringify({ ...head, maybeSent: undefined, rejectedAt: new Date(this.now()).toISOString(), error: String((error as Error).message ?? error) })}\n`);
+            await this.remove(head.seq);
+          });
+          result.rejected++;
+          this.log(`status ${describe(head.status)} refused by GitHub for good, kept in rejected.jsonl: ${(error as Error).message}`);
+          continue;
+        }
+        // The marker stays: a timeout may have been accepted; the next flush checks first.
+        result.stopped = { reason: 'failure', error };
+        this.log(`status ${describe(head.status)} not sent, kept in the outbox: ${(error as Error).message ?? String(error)}`);
+        break;
+      } finally {
+        this.sendingSeq = undefined;
+      }
+      await this.exclusive(() => this.remove(head.seq));
+      result.sent++;
+    }
+    result.pending = (await this.pending()).length;
+    return result;
+  }
+
+  /** Reads the queue in order; with `coalesce`, deletes entries a newer one supersedes. */
+  private async read(coalesce = false): Promise<QueuedStatus[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const markers = new Set(names.map((n) => MARKER.exec(n)?.[1]).filter((x): x is string => x !== undefined).map(Number));
+    const entries: QueuedStatus[] = [];
+    for (const name of names.sort()) {
+      const m = ENTRY.exec(name);
+      if (!m) continue;
+      const seq = Number(m[1]);
+      let parsed: { queuedAt: string; status: CommitStatusInput };
+      try {
+        parsed = JSON.parse(await fs.readFile(join(this.dir, name), 'utf8')) as typeof parsed;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        // Atomic writes make this unexpected; keep the bytes for a person, out of the queue.
+        await fs.rename(join(this.dir, name), join(this.dir, `unreadable-${name}`));
+        this.log(`outbox entry ${name} is unreadable, moved aside: ${(err as Error).message}`);
+        continue;
+      }
+      entries.push({ seq, queuedAt: parsed.queuedAt, status: parsed.status, maybeSent: markers.has(seq) });
+    }
+    // A marker whose entry is gone: the crash came between the two unlinks.
+    for (const seq of markers) {
+      if (!entries.some((e) => e.seq === seq)) await fs.rm(this.markerPath(seq), { force: true });
+    }
+    if (!coalesce) return entries;
+    const newest = new Map<string, number>();
+    for (const e of entries) newest.set(statusKey(e.status), e.seq);
+    const kept: QueuedStatus[] = [];
+    for (const e of entries) {
+      if (newest.get(statusKey(e.status)) === e.seq || e.seq === this.sendingSeq) kept.push(e);
+      else await this.remove(e.seq);
+    }
+    return kept;
+  }
+
+  private async remove(seq: number): Promise<void> {
+    await fs.rm(this.entryPath(seq), { force: true });
+    await fs.rm(this.markerPath(seq), { force: true });
+  }
+
+  private entryPath(seq: number): string {
+    return join(this.dir, `${String(seq).padStart(12, '0')}.json`);
+  }
+
+  private markerPath(seq: number): string {
+    return join(this.dir, `${String(seq).padStart(12, '0')}.sending`);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function describe(s: CommitStatusInput): string {
+  return `${s.context}=${s.state} on ${s.owner}/${s.repo}@${s.sha.slice(0, 12)} (${JSON.stringify(truncateDescription(s.description))})`;
+}
+
+/** Sends through the GitHub client (retries and rate limits are the client's). */
+export function githubStatusSend(client: GitHubClient): StatusSend {
+  return async (status) => {
+    await createCommitStatus(client, status);
+  };
+}
+
+/** True when the newest status GitHub shows for this commit and context is exactly this one. */
+export function githubStatusAccepted(client: GitHubClient): StatusAcceptedCheck {
+  return async (status) => {
+    const statuses = await listStatuses(client, { owner: status.owner, repo: status.repo, ref: status.sha, perPage: 100 });
+    const newest = statuses.find((s) => s.context.toLowerCase() === status.context.toLowerCase());
+    return (
+      newest !== undefined &&
+      newest.state === status.state &&
+      newest.description === truncateDescription(status.description) &&
+      newest.targetUrl === (status.targetUrl || null)
+    );
+  };
+}
+
+/** Without a status token: the status is written to the log only (the caller records it in state). */
+export function logStatusSend(log: (line: string) => void): StatusSend {
+  return async (status) => {
+    log(`status ${describe(status)}${status.targetUrl ? ` ${status.targetUrl}` : ''} (no GitHub token: not sent)`);
+  };
+}

@@ -1,0 +1,80 @@
+// `flotilla render`: write rendered tenant trees to a scratch directory, one
+// folder per tenant, to look at or diff by hand (the seeds' render-for-instance).
+import * as nodeFs from 'node:fs';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import git from 'isomorphic-git';
+import type { Command } from 'commander';
+import { SettingError } from '../core/errors.js';
+import { loadFleet } from '../fleet.js';
+import { loadTemplates, renderFleet, type RenderSource, type RenderedTenant } from '../render.js';
+import type { CliIo, GlobalOptions } from '../main.js';
+
+/**
+ * The source the manifests name: given explicitly, else the HEAD commit and
+ * origin URL of the repo at `root`, else placeholders saying there is none.
+ */
+export async function resolveSource(root: string, given: { repo?: string; commit?: string } = {}): Promise<RenderSource> {
+  let commit = given.commit;
+  let repo = given.repo;
+  if (commit === undefined) {
+    try {
+      commit = await git.resolveRef({ fs: nodeFs, dir: root, ref: 'HEAD' });
+    } catch {
+      commit = 'uncommitted';
+    }
+  }
+  if (repo === undefined) {
+    try {
+      repo = ((await git.getConfig({ fs: nodeFs, dir: root, path: 'remote.origin.url' })) as string | undefined) ?? root;
+    } catch {
+      repo = root;
+    }
+  }
+  return { repo, commit };
+}
+
+/** Writes each tenant's files under `outDir/<slug>/`, replacing what an earlier render left there. */
+export async function writeRenderedTrees(outDir: string, rendered: RenderedTenant[]): Promise<void> {
+  for (const tenant of rendered) {
+    const dir = join(outDir, tenant.slug);
+    await rm(dir, { recursive: true, force: true });
+    for (const file of tenant.files) {
+      const target = join(dir, file.path);
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, file.content);
+      await chmod(target, file.mode);
+    }
+  }
+}
+
+interface RenderOptions {
+  tenant?: string[];
+  out: string;
+  commit?: string;
+  repo?: string;
+}
+
+export function registerRender(program: Command, io: CliIo): void {
+  program
+    .command('render')
+    .description('render tenants into a scratch directory, one folder per tenant')
+    .option('--tenant <slug...>', 'render only these tenants (default: all, paused ones included)')
+    .requiredOption('--out <dir>', 'scratch directory to write into')
+    .option('--commit <sha>', 'source commit to name in headers and manifests (default: HEAD of --root)')
+    .option('--repo <url>', 'source repo to name in manifests (default: origin URL of --root)')
+    .action(async (opts: RenderOptions) => {
+      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const outDir = resolve(io.cwd, opts.out);
+      if (outDir === root) throw new SettingError('--out', 'must not be the repository root; give a scratch directory');
+      const [fleet, templates, source] = await Promise.all([
+        loadFleet(root),
+        loadTemplates(join(root, 'templates')),
+        resolveSource(root, opts),
+      ]);
+      const rendered = renderFleet(fleet, templates, source, opts.tenant ? { tenants: opts.tenant } : {});
+      await writeRenderedTrees(outDir, rendered);
+      for (const t of rendered)
+        io.stdout(`${t.slug}${t.paused ? ' (paused)' : ''}: ${t.files.length} files -> ${join(outDir, t.slug)}\n`);
+    });
+}

@@ -1,0 +1,263 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ComposeFileError } from './errors.js';
+import {
+  InvalidInterpolationError,
+  MissingRequiredVariableError,
+  interpolate,
+  missingVariables,
+  scanComposeText,
+  scanInterpolation,
+} from './compose-vars.js';
+
+// Vectors transcribed from compose-go, docker/compose and the compose spec (see the
+// README beside them). Kept in the repo under test/conformance/; the shared copy is
+// the fallback while working in the shared tree.
+function loadConformance<T>(name: string): T {
+  const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const candidates = [join(repoRoot, 'test', 'conformance', name), join('/work/shared/conformance', name)];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`conformance data ${name} not found in ${candidates.join(' or ')}`);
+  return JSON.parse(readFileSync(found, 'utf8')) as T;
+}
+
+interface InterpolationCase {
+  name: string;
+  template: string;
+  env: Record<string, string>;
+  expected?: string;
+  error?: boolean;
+  error_contains?: string;
+  error_message_upstream?: string;
+  references: string[];
+  required: string[];
+  unset_warnings: string[];
+  ambiguous?: boolean;
+  conditionally_required?: string[];
+  message_only_references?: string[];
+}
+
+interface ComposeFileCase {
+  name: string;
+  yaml: string;
+  env: Record<string, string>;
+  references: string[];
+  required: string[];
+  missing: string[];
+}
+
+const sortedUnique = (names: string[]): string[] => [...new Set(names)].sort();
+
+const interpolationCases = loadConformance<InterpolationCase[]>('compose-interpolation.json');
+const composeFileCases = loadConformance<ComposeFileCase[]>('compose-files.json');
+
+/** A syntax error compose reports as "Invalid template" / "invalid interpolation format". */
+const isSyntaxError = (c: InterpolationCase): boolean =>
+  c.error === true &&
+  ((c.error_contains ?? '').includes('Invalid template') ||
+    (c.error_message_upstream ?? '').includes('invalid interpolation format'));
+
+/**
+ * Cases marked `ambiguous` were derived with the reading "a name inside a default is
+ * conditionally required". Flotilla's reading is that it is referenced, not required,
+ * so those are treated leniently: the names listed as conditionally required or as
+ * message-only references are dropped from the expected `required`; every other field
+ * (references, expected value, error, warnings) is checked as written.
+ */
+function expectedRequired(c: InterpolationCase): string[] {
+  if (!c.ambiguous) return sortedUnique(c.required);
+  const lenient = new Set([...(c.conditionally_required ?? []), ...(c.message_only_references ?? [])]);
+  return sortedUnique(c.required.filter((n) => !lenient.has(n)));
+}
+
+describe('conformance: compose-interpolation.json', () => {
+  it('holds the 167 vectors the README lists', () => {
+    expect(interpolationCases).toHaveLength(167);
+  });
+
+  describe.each(interpolationCases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    if (isSyntaxError(c)) {
+      it('is rejected by the scanner and the interpolator', () => {
+        expect(() => scanInterpolation(c.template)).toThrow(InvalidInterpolationError);
+        expect(() => interpolate(c.template, c.env)).toThrow(InvalidInterpolationError);
+      });
+      return;
+    }
+
+    it('scans references and required names', () => {
+      const scan = scanInterpolation(c.template);
+      expect(scan.references).toEqual(sortedUnique(c.references));
+      expect(scan.required).toEqual(expectedRequired(c));
+    });
+
+    if (c.error) {
+      it('fails to interpolate with the missing variable named', () => {
+        let thrown: unknown;
+        try {
+          interpolate(c.template, c.env);
+        } catch (e) {
+          thrown = e;
+        }
+        expect(thrown).toBeInstanceOf(MissingRequiredVariableError);
+        expect((thrown as Error).message).toContain(c.error_contains);
+      });
+    } else {
+      it('interpolates to the expected value, warning about the same unset names', () => {
+        const warned: string[] = [];
+        expect(interpolate(c.template, c.env, (n) => warned.push(n))).toBe(c.expected);
+        expect(sortedUnique(warned)).toEqual(sortedUnique(c.unset_warnings));
+      });
+    }
+  });
+});
+
+describe('conformance: compose-files.json', () => {
+  it('holds the 17 documents the README lists', () => {
+    expect(composeFileCases).toHaveLength(17);
+  });
+
+  it.each(composeFileCases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const scan = scanComposeText(c.yaml, 'compose.yaml');
+    expect(scan.references).toEqual(sortedUnique(c.references));
+    expect(scan.required).toEqual(sortedUnique(c.required));
+    expect(missingVariables(scan.required, Object.keys(c.env))).toEqual(sortedUnique(c.missing));
+  });
+});
+
+describe('scanInterpolation', () => {
+  it.each([
+    ['$VAR', ['VAR'], ['VAR']],
+    ['${VAR}', ['VAR'], ['VAR']],
+    ['${VAR:?set VAR in .env}', ['VAR'], ['VAR']],
+    ['${VAR?}', ['VAR'], ['VAR']],
+    ['${VAR:-x}', ['VAR'], []],
+    ['${VAR-x}', ['VAR'], []],
+    ['${VAR:+x}', ['VAR'], []],
+    ['${VAR+x}', ['VAR'], []],
+    ['$$VAR and $${VAR}', [], []],
+    ['${A:-${B}}', ['A', 'B'], []],
+    ['${A:-$B}', ['A', 'B'], []],
+    ['${A:?needs ${B} and $C}', ['A', 'B', 'C'], ['A']],
+    ['${A:-${B:?}}', ['A', 'B'], []],
+    ['$A-$B:${C:-x}/$A', ['A', 'B', 'C'], ['A', 'B']],
+    ['${IMAGE:-nginx}:${TAG}', ['IMAGE', 'TAG'], ['TAG']],
+    ['price: 5$ or $1 or $-', [], []],
+  ])('%s references %j and requires %j', (value, references, required) => {
+    expect(scanInterpolation(value)).toEqual({ references, required });
+  });
+
+  it.each(['${}', '${foo }', '${ foo}', '${FOO:=x}', '${FOO', 'x ${', '${FOO:x}', '${A:-${}}', '${A:-x\ny}'])(
+    'rejects %j',
+    (value) => {
+      expect(() => scanInterpolation(value)).toThrow(InvalidInterpolationError);
+    },
+  );
+
+  it('names the whole value in the error', () => {
+    expect(() => scanInterpolation('postgres://${DB_USER:=app}@db')).toThrow(
+      /"postgres:\/\/\$\{DB_USER:=app\}@db"/,
+    );
+  });
+
+  it('reads a JSON default the way compose does', () => {
+    expect(interpolate('${LABELS:-{"tier":"web"}}', {})).toBe('{"tier":"web"}');
+    expect(scanInterpolation('${LABELS:-{"tier":"web"}} $NEXT')).toEqual({
+      references: ['LABELS', 'NEXT'],
+      required: ['NEXT'],
+    });
+  });
+});
+
+describe('interpolate', () => {
+  it('treats an empty value as set for `-` and `?` but not for `:-` and `:?`', () => {
+    const env = { EMPTY: '' };
+    expect(interpolate('[${EMPTY-d}][${EMPTY:-d}][${EMPTY+p}][${EMPTY:+p}]', env)).toBe('[][d][p][]');
+    expect(interpolate('[${EMPTY?m}]', env)).toBe('[]');
+    expect(() => interpolate('${EMPTY:?set it}', env)).toThrow('required variable EMPTY is missing a value: set it');
+  });
+
+  it('evaluates a default only when it is used', () => {
+    const warned: string[] = [];
+    expect(interpolate('${A:-${B:?never}}', { A: 'a' }, (n) => warned.push(n))).toBe('a');
+    expect(warned).toEqual([]);
+  });
+
+  it('does not mistake inherited object properties for variables', () => {
+    expect(interpolate('[$constructor][${toString:-d}]', {})).toBe('[][d]');
+  });
+});
+
+describe('scanComposeText', () => {
+  const compose = [
+    'x-common: &common',
+    '  image: registry.example/app:${IMAGE_TAG:?set IMAGE_TAG}',
+    'services:',
+    '  api:',
+    '    <<: *common',
+    '    command: ["serve", "--port", "$PORT"]',
+    '    environment:',
+    '      DATABASE_URL: postgres://app:${POSTGRES_PASSWORD}@db/app',
+    '      $KEY_IS_NOT_SCANNED: literal',
+    '      LOG_LEVEL: ${LOG_LEVEL:-info}',
+    '    ports:',
+    '      - 8080',
+    '    read_only: true',
+    '    healthcheck:',
+    '      test: wget -q -O- http://127.0.0.1:$$PORT/health',
+  ].join('\n');
+
+  it('scans every string value and no key, number or boolean', () => {
+    expect(scanComposeText(compose, 'compose.yaml')).toEqual({
+      references: ['IMAGE_TAG', 'LOG_LEVEL', 'PORT', 'POSTGRES_PASSWORD'],
+      required: ['IMAGE_TAG', 'PORT', 'POSTGRES_PASSWORD'],
+    });
+  });
+
+  it.each([
+    ['environment map', { FOO: 'a ${FOO:=x}' }, 'services.api.environment.FOO'],
+    ['command list', ['serve', '--port', '${}'], 'services.api.command[2]'],
+  ])('names the YAML path of an invalid expression in a %s', (_what, value, path) => {
+    const key = Array.isArray(value) ? 'command' : 'environment';
+    const text = `services:\n  api:\n    image: app\n    ${key}: ${JSON.stringify(value)}\n`;
+    let thrown: unknown;
+    try {
+      scanComposeText(text, 'tenant/compose.yaml');
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(ComposeFileError);
+    const err = thrown as ComposeFileError;
+    expect(err.file).toBe('tenant/compose.yaml');
+    expect(err.yamlPath).toBe(path);
+    expect(err.message).toContain(`tenant/compose.yaml: ${path}: invalid interpolation format`);
+  });
+
+  it('reports a file that is not YAML with its name and line', () => {
+    const text = 'services:\n  api:\n    image: app\n   command: [unclosed\n';
+    expect(() => scanComposeText(text, 'compose.yaml')).toThrow(ComposeFileError);
+    expect(() => scanComposeText(text, 'compose.yaml')).toThrow(/^compose\.yaml: not valid YAML \(line \d+, column \d+\)/);
+  });
+
+  it('reports duplicate keys, as compose does', () => {
+    expect(() => scanComposeText('services: {}\nservices: {}\n', 'compose.yaml')).toThrow(/line 2/);
+  });
+
+  it('refuses a top level that is not a mapping', () => {
+    expect(() => scanComposeText('just some text $FOO', 'notes.txt')).toThrow(
+      'notes.txt: the top level of a compose file must be a mapping',
+    );
+  });
+
+  it('accepts an empty file', () => {
+    expect(scanComposeText('', 'compose.yaml')).toEqual({ references: [], required: [] });
+  });
+});
+
+describe('missingVariables', () => {
+  it('lists the required names not defined, sorted', () => {
+    expect(missingVariables(['ZED', 'ALPHA', 'MID'], new Set(['MID']))).toEqual(['ALPHA', 'ZED']);
+    expect(missingVariables(['A'], ['A'])).toEqual([]);
+  });
+});

@@ -1,0 +1,305 @@
+// Which variables a compose file references and requires, read the way Docker
+// Compose (compose-go's template package) reads them, so env coverage warns about
+// exactly the names compose would complain about and no others.
+//
+// Both the scanner and the reference interpolator below port compose-go's own
+// lexing on purpose, quirks included (a regex whose braced form runs greedily to the
+// last `}` on the line, then a brace counter that cuts it back): a hand-written
+// "cleaner" grammar would disagree with compose on odd but real values such as
+// `${JSON:-{"a":1}}` or `${A:-x} ${B:-y}`.
+//
+// Deliberate differences from compose-go:
+// - `${name[key]}` (compose-go's named mappings, unused by compose files) is an
+//   invalid expression here rather than text kept as is.
+// - Defaults, alternatives and messages are evaluated lazily (only when used), as
+//   recent compose-go does; so a name that appears only inside one is referenced but
+//   not required.
+import { parseDocument } from 'yaml';
+import { ComposeFileError } from './errors.js';
+
+/**
+ * An expression compose rejects with "invalid interpolation format" (`${}`,
+ * `${foo }`, `${FOO:=x}`, an unterminated `${`). scanComposeText turns it into a
+ * ComposeFileError naming the YAML path.
+ */
+export class InvalidInterpolationError extends Error {
+  constructor(
+    /** The whole string value that holds the bad expression. */
+    readonly template: string,
+  ) {
+    super(`invalid interpolation format in ${JSON.stringify(template)}; write a literal $ as $$`);
+    this.name = 'InvalidInterpolationError';
+  }
+}
+
+/** `${VAR:?msg}` with VAR unset or empty, or `${VAR?msg}` with VAR unset (compose's wording). */
+export class MissingRequiredVariableError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly reason: string,
+  ) {
+    super(`required variable ${variable} is missing a value${reason ? `: ${reason}` : ''}`);
+    this.name = 'MissingRequiredVariableError';
+  }
+}
+
+export interface VariableScan {
+  /** Every name the value mentions, sorted, unique. */
+  references: string[];
+  /** Names compose cannot do without: `$VAR`, `${VAR}`, `${VAR:?msg}`, `${VAR?msg}` outside any default. */
+  required: string[];
+}
+
+// compose-go matches names case-insensitively with `[_a-z]`; Go's case folding also
+// lets U+017F (long s) and U+212A (Kelvin sign) through, so they are names here too.
+const NAME = '[_A-Za-z\\u017F\\u212A][_A-Za-z0-9\\u017F\\u212A]*';
+// Go's `.` stops at a newline only; JS's also stops at \r and U+2028/9, hence [^\n].
+const PATTERN_SOURCE = `\\$(?:(\\$)|(${NAME})|\\{(?:(${NAME}(?::?[-+?][^\\n]*)?)\\}|()))`;
+const PATTERN = new RegExp(PATTERN_SOURCE);
+const PATTERN_ALL = new RegExp(PATTERN_SOURCE, 'g');
+
+type Operator = ':?' | '?' | ':-' | '-' | ':+' | '+';
+const OPERATORS: Operator[] = [':?', '?', ':-', '-', ':+', '+'];
+
+/**
+ * compose-go's getFirstBraceClosingIndex: counts every `{` (skipping the character
+ * after it) and every `}`; -1 when they never balance.
+ */
+function firstBraceClosingIndex(s: string): number {
+  let open = 0;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '}') {
+      open--;
+      if (open === 0) return i;
+    }
+    if (s[i] === '{') {
+      open++;
+      i++;
+    }
+  }
+  return -1;
+}
+
+/** The operator that appears first in the whole match, as compose-go picks it. */
+function operatorOf(match: string): Operator | undefined {
+  let best: Operator | undefined;
+  let bestIndex = Infinity;
+  for (const op of OPERATORS) {
+    const i = match.indexOf(op);
+    if (i >= 0 && i < bestIndex) {
+      best = op;
+      bestIndex = i;
+    }
+  }
+  return best;
+}
+
+type Expression =
+  | { kind: 'escaped' }
+  | { kind: 'invalid' }
+  | { kind: 'variable'; name: string }
+  | { kind: 'operator'; name: string; operator: Operator; argument: string };
+
+/** One regex match, cut back to its first balanced `}`; `rest` is the text after that, still to interpolate. */
+function readMatch(match: string): { expression: Expression; rest: string } {
+  const close = firstBraceClosingIndex(match);
+  const head = close > -1 ? match.slice(0, close + 1) : match;
+  const rest = close > -1 ? match.slice(close + 1) : '';
+  const groups = PATTERN.exec(head);
+  if (!groups) return { expression: { kind: 'invalid' }, rest: '' };
+  const [, escaped, named, braced] = groups;
+  if (escaped !== undefined) return { expression: { kind: 'escaped' }, rest };
+  if (named !== undefined) return { expression: { kind: 'variable', name: named }, rest };
+  if (braced === undefined) return { expression: { kind: 'invalid' }, rest };
+  const operator = operatorOf(match);
+  if (operator === undefined) return { expression: { kind: 'variable', name: braced }, rest };
+  // A name holds no operator character, so the operator's first occurrence ends it.
+  const at = braced.indexOf(operator);
+  return {
+    expression: {
+      kind: 'operator',
+      name: braced.slice(0, at),
+      operator,
+      argument: braced.slice(at + operator.length),
+    },
+    rest,
+  };
+}
+
+/**
+ * Adds the names `value` mentions to the sets. An explicit work list instead of
+ * recursion: a value of a few thousand chained or nested expressions must give an
+ * answer, not a stack overflow.
+ */
+function scanInto(value: string, references: Set<string>, required: Set<string>): void {
+  const work: { text: string; topLevel: boolean }[] = [{ text: value, topLevel: true }];
+  for (let item = work.pop(); item; item = work.pop()) {
+    const { text, topLevel } = item;
+    for (const m of text.matchAll(PATTERN_ALL)) {
+      const { expression, rest } = readMatch(m[0]);
+      switch (expression.kind) {
+        case 'escaped':
+          break;
+        case 'invalid':
+          throw new InvalidInterpolationError(value);
+        case 'variable':
+          references.add(expression.name);
+          if (topLevel) required.add(expression.name);
+          break;
+        case 'operator': {
+          references.add(expression.name);
+          const isRequiredForm = expression.operator === ':?' || expression.operator === '?';
+          if (topLevel && isRequiredForm) required.add(expression.name);
+          work.push({ text: expression.argument, topLevel: false });
+          break;
+        }
+      }
+      // compose-go interpolates the text after the balanced `}` unconditionally, at the
+      // same level as the expression itself.
+      if (rest) work.push({ text: rest, topLevel });
+    }
+  }
+}
+
+const sorted = (names: Iterable<string>): string[] => [...new Set(names)].sort();
+
+/**
+ * The variables one compose string value references and requires.
+ * @throws InvalidInterpolationError on an expression compose rejects, wherever it sits.
+ */
+export function scanInterpolation(value: string): VariableScan {
+  const references = new Set<string>();
+  const required = new Set<string>();
+  scanInto(value, references, required);
+  return { references: sorted(references), required: sorted(required) };
+}
+
+const lookup = (env: Record<string, string | undefined>, name: string): string | undefined =>
+  Object.prototype.hasOwnProperty.call(env, name) ? env[name] : undefined;
+
+/**
+ * Interpolates one value exactly as compose does: the reference the scanner is
+ * checked against. `onUnset` hears each name compose would warn about ("variable is
+ * not set. Defaulting to a blank string").
+ * @throws InvalidInterpolationError, or MissingRequiredVariableError for `:?` / `?`.
+ */
+export function interpolate(
+  value: string,
+  env: Record<string, string | undefined>,
+  onUnset?: (name: string) => void,
+): string {
+  const evaluate = (template: string): string =>
+    template.replace(PATTERN_ALL, (match) => {
+      const { expression, rest } = readMatch(match);
+      let out: string;
+      switch (expression.kind) {
+        case 'escaped':
+          out = '$';
+          break;
+        case 'invalid':
+          throw new InvalidInterpolationError(value);
+        case 'variable': {
+          const v = lookup(env, expression.name);
+          if (v === undefined) onUnset?.(expression.name);
+          out = v ?? '';
+          break;
+        }
+        case 'operator':
+          out = applyOperator(expression.name, expression.operator, expression.argument);
+          break;
+      }
+      return rest ? out + evaluate(rest) : out;
+    });
+
+  const applyOperator = (name: string, operator: Operator, argument: string): string => {
+    const v = lookup(env, name);
+    const set = v !== undefined;
+    const nonEmpty = set && v !== '';
+    switch (operator) {
+      case ':-':
+        return nonEmpty ? v : evaluate(argument);
+      case '-':
+        return set ? v : evaluate(argument);
+      case ':+':
+        return nonEmpty ? evaluate(argument) : '';
+      case '+':
+        return set ? evaluate(argument) : '';
+      case ':?':
+      case '?':
+        if (operator === ':?' ? nonEmpty : set) return v ?? '';
+        throw new MissingRequiredVariableError(name, evaluate(argument));
+    }
+  };
+
+  return evaluate(value);
+}
+
+function yamlPathJoin(parent: string, key: string | number): string {
+  if (typeof key === 'number') return `${parent}[${key}]`;
+  return parent ? `${parent}.${key}` : key;
+}
+
+/** Every string value (never a key) of a parsed YAML tree, with its path. */
+function* stringValues(node: unknown, path: string): Generator<[string, string]> {
+  if (typeof node === 'string') {
+    yield [path, node];
+  } else if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) yield* stringValues(node[i], yamlPathJoin(path, i));
+  } else if (node !== null && typeof node === 'object') {
+    for (const [key, value] of Object.entries(node)) yield* stringValues(value, yamlPathJoin(path, key));
+  }
+}
+
+/**
+ * The variables a compose file references and requires, over every string value.
+ * @throws ComposeFileError when the text is not YAML (with the line), its top level is
+ * not a mapping, or a value holds an invalid expression (with the value's YAML path).
+ */
+export function scanComposeText(yamlText: string, file: string): VariableScan {
+  const doc = parseDocument(yamlText, { uniqueKeys: true, merge: true, prettyErrors: true });
+  const [error] = doc.errors;
+  if (error) {
+    const where = error.linePos?.[0];
+    const detail = error.message.split('\n')[0] ?? error.message;
+    throw new ComposeFileError(
+      file,
+      '',
+      `not valid YAML${where ? ` (line ${where.line}, column ${where.col})` : ''}: ${detail}`,
+    );
+  }
+  let tree: unknown;
+  try {
+    tree = doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    throw new ComposeFileError(file, '', `not valid YAML: ${(e as Error).message}`);
+  }
+  if (tree !== null && tree !== undefined && (typeof tree !== 'object' || Array.isArray(tree))) {
+    throw new ComposeFileError(file, '', 'the top level of a compose file must be a mapping');
+  }
+  const references = new Set<string>();
+  const required = new Set<string>();
+  for (const [path, value] of stringValues(tree, '')) {
+    let scan: VariableScan;
+    try {
+      scan = scanInterpolation(value);
+    } catch (e) {
+      if (e instanceof InvalidInterpolationError) {
+        throw new ComposeFileError(
+          file,
+          path,
+          `invalid interpolation format in ${JSON.stringify(value)}; write a literal $ as $$`,
+        );
+      }
+      throw e;
+    }
+    for (const name of scan.references) references.add(name);
+    for (const name of scan.required) required.add(name);
+  }
+  return { references: sorted(references), required: sorted(required) };
+}
+
+/** The required names `defined` lacks, sorted. */
+export function missingVariables(required: string[], defined: Iterable<string>): string[] {
+  const have = new Set(defined);
+  return sorted(required.filter((name) => !have.has(name)));
+}

@@ -1,0 +1,167 @@
+// Integration: runs against the real `git http-backend` on 127.0.0.1.
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGitServer, type GitServer } from '../../test/support/git-server.js';
+import { GitError } from './errors.js';
+import {
+  fetchBranch,
+  isAncestor,
+  listRemoteBranches,
+  readCommitFiles,
+  remoteBranchHead,
+  sanitizeUrl,
+} from './git.js';
+
+const execFileAsync = promisify(execFile);
+const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
+const git = async (args: string[], cwd?: string, input?: string): Promise<string> => {
+  const child = execFileAsync('git', args, { cwd, env: gitEnv });
+  if (input !== undefined) {
+    child.child.stdin?.end(input);
+  }
+  return (await child).stdout.trim();
+};
+const commit = (dir: string, message: string) =>
+  git(['-c', 'user.name=t', '-c', 'user.email=t@example.invalid', 'commit', '--quiet', '-a', '-m', message], dir);
+
+describe('sanitizeUrl', () => {
+  it('drops user name and password from URLs', () => {
+    expect(sanitizeUrl('https://x-access-token:ghp_abc@github.com/acme/fleet.git')).toBe(
+      'https://github.com/acme/fleet.git',
+    );
+    expect(sanitizeUrl('https://ghp_abc@github.com/acme/fleet.git')).toBe('https://github.com/acme/fleet.git');
+  });
+  it('leaves URLs without credentials exactly as given', () => {
+    expect(sanitizeUrl('http://127.0.0.1:8080/fleet.git')).toBe('http://127.0.0.1:8080/fleet.git');
+  });
+});
+
+describe('git over the loopback server', () => {
+  let server: GitServer;
+  let work: string;
+  let url: string;
+  let first: string;
+  let second: string;
+
+  beforeAll(async () => {
+    server = await startGitServer();
+    const bare = await server.createBareRepo('fleet.git');
+    url = server.url('fleet.git');
+    work = await mkdtemp(join(tmpdir(), 'flotilla-git-test-'));
+    const src = join(work, 'src');
+    await git(['init', '--quiet', '--initial-branch', 'tenants/linda', src]);
+    await mkdir(join(src, 'nginx/conf.d'), { recursive: true });
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {}\n');
+    await writeFile(join(src, 'nginx/conf.d/api.conf'), 'server {}\n');
+    await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho hi\n');
+    await chmod(join(src, 'run.sh'), 0o755);
+    await git(['add', '.'], src);
+    await commit(src, 'first');
+    first = await git(['rev-parse', 'HEAD'], src);
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {api: {image: x}}\n');
+    await commit(src, 'second\n\nFlotilla-Source: abc');
+    second = await git(['rev-parse', 'HEAD'], src);
+    await git(['push', '--quiet', url, 'HEAD:refs/heads/tenants/linda', 'HEAD:refs/heads/tenants/lindab'], src);
+    // Many sibling branches: the change check must not grow with them.
+    const creates = Array.from({ length: 300 }, (_, i) => `create refs/heads/tenants/t${i} ${first}\n`).join('');
+    await git(['--git-dir', bare, 'update-ref', '--stdin'], undefined, creates);
+  });
+  afterAll(async () => {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('remoteBranchHead finds one branch with two small requests among hundreds', async () => {
+    server.resetStats();
+    expect(await remoteBranchHead(url, 'tenants/linda')).toBe(second);
+    const stats = server.stats();
+    expect(stats.requests).toBe(2);
+    expect(stats.bytesIn + stats.bytesOut).toBeLessThan(2048);
+  });
+
+  it('remoteBranchHead does not confuse a branch with a longer name sharing its prefix', async () => {
+    expect(await remoteBranchHead(url, 'tenants/t1')).toBe(first);
+    expect(await remoteBranchHead(url, 'tenants/lind')).toBeNull();
+    expect(await remoteBranchHead(url, 'tenants/nobody')).toBeNull();
+  });
+
+  it('listRemoteBranches lists every branch under a prefix', async () => {
+    const branches = await listRemoteBranches(url, 'tenants/');
+    expect(branches.size).toBe(302);
+    expect(branches.get('tenants/linda')).toBe(second);
+  });
+
+  it('fetchBranch fetches the tip and readCommitFiles reads its files, modes, message and parents', async () => {
+    const gitdir = join(work, 'cache.git');
+    expect(await fetchBranch(gitdir, url, 'tenants/linda', { depth: 1 })).toBe(second);
+    const read = await readCommitFiles(gitdir, second);
+    expect(read.message).toBe('second\n\nFlotilla-Source: abc\n');
+    expect(read.parents).toEqual([first]);
+    expect(read.files.map((f) => [f.path, f.content.toString(), f.mode.toString(8)])).toEqual([
+      ['docker-compose.yml', 'services: {api: {image: x}}\n', '644'],
+      ['nginx/conf.d/api.conf', 'server {}\n', '644'],
+      ['run.sh', '#!/bin/sh\necho hi\n', '755'],
+    ]);
+  });
+
+  it('isAncestor answers from local history and refuses to guess past a shallow edge', async () => {
+    const gitdir = join(work, 'ancestry.git');
+    await fetchBranch(gitdir, url, 'tenants/t0', { depth: 1 });
+    await fetchBranch(gitdir, url, 'tenants/linda', { depth: 1 });
+    expect(await isAncestor(gitdir, first, second)).toBe(true);
+    expect(await isAncestor(gitdir, second, second)).toBe(true);
+    expect(await isAncestor(gitdir, second, first)).toBe(false);
+
+    const shallow = join(work, 'shallow.git');
+    await fetchBranch(shallow, url, 'tenants/linda', { depth: 1 });
+    const unknown = '1111111111111111111111111111111111111111';
+    await expect(isAncestor(shallow, unknown, second)).rejects.toThrow(/incomplete locally/);
+  });
+
+  it('fetchBranch of a missing branch is a GitError naming the branch', async () => {
+    const err = await fetchBranch(join(work, 'missing.git'), url, 'tenants/nobody').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GitError);
+    expect((err as GitError).message).toMatch(/tenants\/nobody/);
+  });
+});
+
+describe('git against a token-protected server', () => {
+  let server: GitServer;
+  const token = 'ghp_TopSecretToken123';
+  beforeAll(async () => {
+    server = await startGitServer({ token });
+    await server.createBareRepo('fleet.git');
+  });
+  afterAll(() => server.stop());
+
+  it('works with the token', async () => {
+    expect(await remoteBranchHead(server.url('fleet.git'), 'tenants/linda', { token })).toBeNull();
+  });
+
+  it('fails without it with a GitError that names the URL', async () => {
+    const err = await remoteBranchHead(server.url('fleet.git'), 'tenants/linda').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GitError);
+    expect((err as GitError).url).toBe(server.url('fleet.git'));
+    expect((err as GitError).message).toMatch(/401/);
+  });
+
+  it('never shows a wrong token, in the URL or passed as auth', async () => {
+    const wrong = 'ghp_WrongToken456';
+    const withCreds = server.url('fleet.git').replace('http://', `http://x-access-token:${wrong}@`);
+    for (const attempt of [
+      () => remoteBranchHead(withCreds, 'tenants/linda'),
+      () => remoteBranchHead(server.url('fleet.git'), 'tenants/linda', { token: wrong }),
+      () => fetchBranch(join(tmpdir(), 'flotilla-never-created.git'), withCreds, 'main'),
+    ]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GitError);
+      expect(`${(err as GitError).message} ${(err as GitError).url}`).not.toContain(wrong);
+      expect((err as GitError).url).toBe(server.url('fleet.git'));
+    }
+    await rm(join(tmpdir(), 'flotilla-never-created.git'), { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,374 @@
+// Git access both programs share, over isomorphic-git. fs and http come in as
+// `deps` (defaulting to Node's, built in this one place) so tests can point them
+// elsewhere. Every failure is a GitError whose URL and text are stripped of credentials.
+import * as nodeFs from 'node:fs';
+import git, { Errors, type FsClient, type HttpClient } from 'isomorphic-git';
+import nodeHttp from 'isomorphic-git/http/node';
+import { GitError } from './errors.js';
+
+export interface GitDeps {
+  fs: FsClient;
+  http: HttpClient;
+}
+
+export const nodeGitDeps: GitDeps = { fs: nodeFs, http: nodeHttp };
+
+/** HTTP basic credentials; GitHub takes a token as the password with any user name. */
+export interface GitAuth {
+  token: string;
+  /** Defaults to `x-access-token`. */
+  username?: string;
+}
+
+/** One file of a commit's tree. */
+export interface CommitFile {
+  path: string;
+  content: Buffer;
+  /** 0o644 or 0o755. */
+  mode: number;
+}
+
+export interface CommitFiles {
+  files: CommitFile[];
+  message: string;
+  parents: string[];
+  tree: string;
+}
+
+export const ZERO_OID = '0000000000000000000000000000000000000000';
+
+/**
+ * The URL without user name or password, safe for logs and error messages
+ * (the idea of Flux's sanitized.go).
+ */
+export function sanitizeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.username && !parsed.password) return url;
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    // Not a WHATWG URL (scp-like `user@host:path`): drop anything that looks like userinfo with a secret.
+    return url.replace(/\/\/[^/@\s]*@/, '//').replace(/^[^@/\s]*:[^@/\s]*@/, '');
+  }
+}
+
+/** Replaces every secret (token, URL password, the raw URL) in `text`. */
+function redact(text: string, url: string, auth?: GitAuth): string {
+  let out = text;
+  const secrets: string[] = [];
+  if (auth?.token) secrets.push(auth.token);
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) secrets.push(decodeURIComponent(parsed.password), parsed.password);
+    if (parsed.username) secrets.push(decodeURIComponent(parsed.username), parsed.username);
+  } catch {
+    // not a URL: nothing more to hide than the raw string below
+  }
+  if (url !== sanitizeUrl(url)) out = out.split(url).join(sanitizeUrl(url));
+  for (const secret of secrets.filter((s) => s.length > 0).sort((a, b) => b.length - a.length)) {
+    out = out.split(secret).join('***');
+  }
+  return out;
+}
+
+export function gitError(operation: string, url: string, err: unknown, auth?: GitAuth): GitError {
+  let raw = err instanceof Error ? err.message : String(err);
+  if (err instanceof Errors.NotFoundError && /HEAD/.test(raw)) {
+    raw += ' (the remote HEAD names a branch that does not exist; push the default branch first)';
+  }
+  // The cause is dropped on purpose: isomorphic-git errors can carry request headers.
+  return new GitError(operation, sanitizeUrl(url), redact(raw, url, auth));
+}
+
+function authHeaders(auth?: GitAuth): Record<string, string> {
+  if (!auth) return {};
+  const basic = Buffer.from(`${auth.username ?? 'x-access-token'}:${auth.token}`).toString('base64');
+  // Sent up front: isomorphic-git would otherwise make an extra unauthenticated request to earn a 401.
+  return { Authorization: `Basic ${basic}` };
+}
+
+function branchRef(branch: string): string {
+  return branch.startsWith('refs/') ? branch : `refs/heads/${branch}`;
+}
+
+/**
+ * Commit ids of the remote branches whose names start with `prefix` (e.g. `tenants/`),
+ * keyed by branch name without `refs/heads/`. One protocol v2 ls-refs, filtered on the server.
+ */
+export async function listRemoteBranches(
+  url: string,
+  prefix: string,
+  auth?: GitAuth,
+  deps: GitDeps = nodeGitDeps,
+): Promise<Map<string, string>> {
+  try {
+    const refs = await git.listServerRefs({
+      http: deps.http,
+      url,
+      protocolVersion: 2,
+      prefix: `refs/heads/${prefix}`,
+      headers: authHeaders(auth),
+    });
+    const branches = new Map<string, string>();
+    for (const { ref, oid } of refs) {
+      if (ref.startsWith('refs/heads/')) branches.set(ref.slice('refs/heads/'.length), oid);
+    }
+    return branches;
+  } catch (err) {
+    throw gitError('ls-refs', url, err, auth);
+  }
+}
+
+/**
+ * The commit a remote branch points at, or null when it does not exist.
+ * Two small requests (v2 ls-refs with a prefix) whatever the number of branches.
+ */
+export async function remoteBranchHead(
+  url: string,
+  branch: string,
+  auth?: GitAuth,
+  deps: GitDeps = nodeGitDeps,
+): Promise<string | null> {
+  const ref = branchRef(branch);
+  try {
+    const refs = await git.listServerRefs({
+      http: deps.http,
+      url,
+      protocolVersion: 2,
+      prefix: ref,
+      headers: authHeaders(auth),
+    });
+    // The prefix also matches longer names (tenants/a matches tenants/ab).
+    return refs.find((r) => r.ref === ref)?.oid ?? null;
+  } catch (err) {
+    throw gitError('ls-refs', url, err, auth);
+  }
+}
+
+const FETCH_REFSPEC = '+refs/heads/*:refs/remotes/origin/*';
+
+/**
+ * Makes `gitdir` a bare repository if it is not one yet. Only the fetch refspec of
+ * `origin` is configured: the URL (which may hold a token) is passed per call, never stored.
+ */
+export async function ensureBareRepo(gitdir: string, deps: GitDeps = nodeGitDeps): Promise<void> {
+  try {
+    await git.init({ fs: deps.fs, gitdir, bare: true, defaultBranch: 'main' });
+    if ((await git.getConfig({ fs: deps.fs, gitdir, path: 'remote.origin.fetch' })) !== FETCH_REFSPEC) {
+      await git.setConfig({ fs: deps.fs, gitdir, path: 'remote.origin.fetch', value: FETCH_REFSPEC });
+    }
+  } catch (err) {
+    throw gitError('init', gitdir, err);
+  }
+}
+
+export interface FetchOptions {
+  /** History depth; 1 (the default) fetches only the tip commit. */
+  depth?: number;
+  auth?: GitAuth;
+}
+
+/**
+ * Fetches one branch into the bare repository `gitdir` (created when missing)
+ * and returns the fetched commit id. The branch is kept as `refs/remotes/origin/<branch>`.
+ */
+export async function fetchBranch(
+  gitdir: string,
+  url: string,
+  branch: string,
+  options: FetchOptions = {},
+  deps: GitDeps = nodeGitDeps,
+): Promise<string> {
+  await ensureBareRepo(gitdir, deps);
+  try {
+    const result = await git.fetch({
+      fs: deps.fs,
+      http: deps.http,
+      gitdir,
+      url,
+      ref: branch,
+      singleBranch: true,
+      tags: false,
+      depth: options.depth ?? 1,
+      headers: authHeaders(options.auth),
+    });
+    if (!result.fetchHead) throw new Error(`branch ${branch} not found`);
+    return result.fetchHead;
+  } catch (err) {
+    throw gitError(`fetch ${branch}`, url, err, options.auth);
+  }
+}
+
+/**
+ * Fetches every branch of the remote (tip commits only by default) in one round trip;
+ * cheaper than one fetch per branch when many are missing locally.
+ */
+export async function fetchAllBranches(
+  gitdir: string,
+  url: string,
+  options: FetchOptions = {},
+  deps: GitDeps = nodeGitDeps,
+): Promise<void> {
+  await ensureBareRepo(gitdir, deps);
+  try {
+    await git.fetch({
+      fs: deps.fs,
+      http: deps.http,
+      gitdir,
+      url,
+      singleBranch: false,
+      tags: false,
+      depth: options.depth ?? 1,
+      headers: authHeaders(options.auth),
+    });
+  } catch (err) {
+    throw gitError('fetch', url, err, options.auth);
+  }
+}
+
+/** Whether the object is in the local repository. */
+export async function hasObject(gitdir: string, oid: string, deps: GitDeps = nodeGitDeps, cache: object = {}) {
+  try {
+    await git.readObject({ fs: deps.fs, gitdir, oid, format: 'deflated', cache });
+    return true;
+  } catch (err) {
+    if (err instanceof Errors.NotFoundError) return false;
+    throw gitError('read', gitdir, err);
+  }
+}
+
+function fileMode(mode: string, path: string, gitdir: string): number {
+  if (mode === '100644') return 0o644;
+  if (mode === '100755') return 0o755;
+  const kind = mode === '120000' ? 'symlink' : mode === '160000' ? 'submodule' : `mode ${mode}`;
+  throw new GitError('read', gitdir, `${path} is a ${kind}; tenant trees hold regular files only`);
+}
+
+/** Every file of a commit's tree (sorted by path), its message and parents. */
+export async function readCommitFiles(
+  gitdir: string,
+  oid: string,
+  deps: GitDeps = nodeGitDeps,
+): Promise<CommitFiles> {
+  const cache = {};
+  let commit;
+  try {
+    commit = await git.readCommit({ fs: deps.fs, gitdir, oid, cache });
+  } catch (err) {
+    throw gitError(`read commit ${oid}`, gitdir, err);
+  }
+  const files: CommitFile[] = [];
+  const walk = async (treeOid: string, prefix: string): Promise<void> => {
+    let tree;
+    try {
+      tree = await git.readTree({ fs: deps.fs, gitdir, oid: treeOid, cache });
+    } catch (err) {
+      throw gitError(`read tree ${prefix || '/'}`, gitdir, err);
+    }
+    for (const entry of tree.tree) {
+      const path = prefix + entry.path;
+      if (entry.type === 'tree') {
+        await walk(entry.oid, `${path}/`);
+        continue;
+      }
+      const mode = fileMode(entry.mode, path, gitdir);
+      try {
+        const { blob } = await git.readBlob({ fs: deps.fs, gitdir, oid: entry.oid, cache });
+        files.push({ path, content: Buffer.from(blob), mode });
+      } catch (err) {
+        throw gitError(`read ${path}`, gitdir, err);
+      }
+    }
+  };
+  await walk(commit.commit.tree, '');
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { files, message: commit.commit.message, parents: commit.commit.parent, tree: commit.commit.tree };
+}
+
+/**
+ * Whether `ancestor` is `descendant` or one of its ancestors, walking local history only.
+ * Throws a GitError when the local history is too shallow to tell; fetch deeper and ask again.
+ */
+export async function isAncestor(
+  gitdir: string,
+  ancestor: string,
+  descendant: string,
+  deps: GitDeps = nodeGitDeps,
+): Promise<boolean> {
+  if (ancestor === descendant) return true;
+  const cache = {};
+  const queue = [descendant];
+  const seen = new Set(queue);
+  let incomplete = false;
+  while (queue.length > 0) {
+    const oid = queue.shift() as string;
+    let parents: string[];
+    try {
+      parents = (await git.readCommit({ fs: deps.fs, gitdir, oid, cache })).commit.parent;
+    } catch (err) {
+      if (err instanceof Errors.NotFoundError) {
+        incomplete = true;
+        continue;
+      }
+      throw gitError('is-ancestor', gitdir, err);
+    }
+    for (const parent of parents) {
+      if (parent === ancestor) return true;
+      if (!seen.has(parent)) {
+        seen.add(parent);
+        queue.push(parent);
+      }
+    }
+  }
+  if (incomplete) {
+    throw new GitError(
+      'is-ancestor',
+      gitdir,
+      `history of ${descendant} is incomplete locally; cannot tell whether ${ancestor} is an ancestor`,
+    );
+  }
+  return false;
+}
+
+/**
+ * Pushes local `refs/heads/<branch>` to the same remote branch, never forced.
+ * Returns 'rejected' when the remote branch moved (not a fast-forward any more).
+ */
+export async function pushBranch(
+  gitdir: string,
+  url: string,
+  branch: string,
+  auth?: GitAuth,
+  deps: GitDeps = nodeGitDeps,
+): Promise<'pushed' | 'rejected'> {
+  const ref = branchRef(branch);
+  try {
+    await git.push({
+      fs: deps.fs,
+      http: deps.http,
+      gitdir,
+      url,
+      ref,
+      remoteRef: ref,
+      force: false,
+      headers: authHeaders(auth),
+    });
+    return 'pushed';
+  } catch (err) {
+    if (err instanceof Errors.PushRejectedError) return 'rejected';
+    // The server unpacked our objects but refused the ref update: the branch moved
+    // between discovery and push (e.g. "failed to update ref", "fetch first").
+    if (err instanceof Errors.GitPushError && err.data.result.ok) return 'rejected';
+    throw gitError(`push ${branch}`, url, err, auth);
+  }
+}
+
+/** The `Flotilla-Source: <sha>` trailer of a tenant commit message, or null. */
+export function sourceTrailer(message: string): string | null {
+  const paragraphs = message.trimEnd().split(/\n\s*\n/);
+  const last = paragraphs[paragraphs.length - 1] ?? '';
+  const match = /^Flotilla-Source:\s*([0-9a-f]{7,64})\s*$/im.exec(last);
+  return match?.[1] ?? null;
+}

@@ -1,0 +1,252 @@
+// Integration: publishes to the real `git http-backend` on 127.0.0.1 and reads the
+// branches back with the real git CLI.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startGitServer, type GitRequestInfo, type GitServer } from '../test/support/git-server.js';
+import { GitError } from './core/errors.js';
+import { MANIFEST_PATH, sha256, type RenderedFile } from './core/manifest.js';
+import { buildTree, publishTenants, type PublishTenant } from './publish.js';
+
+const execFileAsync = promisify(execFile);
+const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
+const git = async (args: string[], cwd?: string): Promise<string> =>
+  (await execFileAsync('git', args, { cwd, env: gitEnv })).stdout;
+
+const SOURCE_1 = { repo: 'acme/fleet', commit: '1'.repeat(40) };
+const SOURCE_2 = { repo: 'acme/fleet', commit: '2'.repeat(40) };
+
+function render(slug: string, tag: string, opts: { withServicesConf?: boolean } = {}): PublishTenant {
+  const files: RenderedFile[] = [
+    {
+      path: 'docker-compose.yml',
+      content: `# tenant ${slug}\nservices:\n  api:\n    image: registry.example/api:\${IMAGE_TAG:-${tag}}\n`,
+      mode: 0o644,
+    },
+    { path: 'nginx/conf.d/default.conf', content: `server { server_name ${slug}.example.com; }\n`, mode: 0o644 },
+    { path: 'nginx/conf.d/api.conf', content: 'location /api { proxy_pass http://api:8080; }\n', mode: 0o644 },
+    { path: 'scripts/healthcheck.sh', content: '#!/bin/sh\nwget -q -O- http://127.0.0.1/health\n', mode: 0o755 },
+  ];
+  if (opts.withServicesConf !== false) {
+    files.push({ path: 'nginx/conf.d/services.conf', content: '# services\n', mode: 0o644 });
+  }
+  const manifest = {
+    tenant: slug,
+    imageTag: tag,
+    files: files.map((f) => ({ path: f.path, sha256: sha256(f.content), mode: f.mode })),
+  };
+  return { slug, files: [...files, { path: MANIFEST_PATH, content: `${JSON.stringify(manifest, null, 2)}\n`, mode: 0o644 }] };
+}
+
+describe('publishTenants against the loopback git server', () => {
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const step of cleanup.splice(0).reverse()) await step();
+  });
+  const tempDir = async (name: string) => {
+    const dir = await mkdtemp(join(tmpdir(), `flotilla-publish-${name}-`));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  };
+  const setup = async (
+    options: { token?: string; beforeRequest?: (r: GitRequestInfo) => Promise<void> } = {},
+  ): Promise<{ server: GitServer; url: string; bare: string; workDir: string }> => {
+    const server = await startGitServer(options);
+    cleanup.push(() => server.stop());
+    const bare = await server.createBareRepo('fleet.git');
+    return { server, url: server.url('fleet.git'), bare, workDir: join(await tempDir('work'), 'cache.git') };
+  };
+  const tenantBranches = async (url: string) =>
+    (await git(['ls-remote', url, 'refs/heads/tenants/*']))
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split('\t')[1]);
+  const receivePacks = (server: GitServer) =>
+    server.stats().byPath['POST /fleet.git/git-receive-pack']?.requests ?? 0;
+
+  it('makes one branch per tenant whose tree is exactly the render, with the source trailer', async () => {
+    const { server, url, bare, workDir } = await setup();
+    const tenants = [render('linda', 'v2.10.2'), render('omar', 'v2.10.2'), render('pia', 'v2.9.0')];
+    const result = await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_1 });
+    expect(result).toEqual({ committed: ['linda', 'omar', 'pia'], unchanged: [], pushed: true });
+    expect(await tenantBranches(url)).toEqual(['refs/heads/tenants/linda', 'refs/heads/tenants/omar', 'refs/heads/tenants/pia']);
+
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, clone]);
+    expect((await git(['ls-tree', '-r', '--format=%(objectmode) %(path)', 'HEAD'], clone)).trim().split('\n')).toEqual([
+      '100644 .flotilla/manifest.json',
+      '100644 docker-compose.yml',
+      '100644 nginx/conf.d/api.conf',
+      '100644 nginx/conf.d/default.conf',
+      '100644 nginx/conf.d/services.conf',
+      '100755 scripts/healthcheck.sh',
+    ]);
+    expect(await git(['show', 'HEAD:docker-compose.yml'], clone)).toContain('${IMAGE_TAG:-v2.10.2}');
+    expect(await git(['show', `HEAD:${MANIFEST_PATH}`], clone)).toContain('"tenant": "linda"');
+    const message = await git(['log', '-1', '--format=%B'], clone);
+    expect(message).toMatch(/linda/);
+    expect(message).toContain(SOURCE_1.commit.slice(0, 12));
+    expect(await git(['log', '-1', '--format=%(trailers:key=Flotilla-Source,valueonly)'], clone)).toBe(
+      `${SOURCE_1.commit}\n\n`,
+    );
+    // The trees hashed in memory are well-formed git objects.
+    await git(['--git-dir', bare, 'fsck', '--strict']);
+    expect(receivePacks(server)).toBe(3);
+  });
+
+  it('a second run makes no commit and no push, from the cache or from a fresh work dir', async () => {
+    const { server, url, workDir } = await setup();
+    const tenants = [render('linda', 'v2.10.2'), render('omar', 'v2.10.2')];
+    await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_1 });
+    const before = await git(['ls-remote', url]);
+    server.resetStats();
+
+    const again = await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_2 });
+    expect(again).toEqual({ committed: [], unchanged: ['linda', 'omar'], pushed: false });
+    const fresh = await publishTenants({
+      repoUrl: url,
+      workDir: join(await tempDir('fresh'), 'cache.git'),
+      tenants,
+      source: SOURCE_2,
+    });
+    expect(fresh).toEqual({ committed: [], unchanged: ['linda', 'omar'], pushed: false });
+    expect(await git(['ls-remote', url])).toBe(before);
+    expect(receivePacks(server)).toBe(0);
+  });
+
+  it('changing one tenant adds exactly one commit on one branch, whose diff shows the new tag', async () => {
+    const { url, workDir } = await setup();
+    await publishTenants({
+      repoUrl: url,
+      workDir,
+      tenants: [render('linda', 'v2.10.2'), render('omar', 'v2.10.2')],
+      source: SOURCE_1,
+    });
+    const omarBefore = await git(['ls-remote', url, 'refs/heads/tenants/omar']);
+
+    const result = await publishTenants({
+      repoUrl: url,
+      workDir,
+      tenants: [render('linda', 'v2.10.3'), render('omar', 'v2.10.2')],
+      source: SOURCE_2,
+    });
+    expect(result).toEqual({ committed: ['linda'], unchanged: ['omar'], pushed: true });
+    expect(await git(['ls-remote', url, 'refs/heads/tenants/omar'])).toBe(omarBefore);
+
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, clone]);
+    expect((await git(['rev-list', '--count', 'HEAD'], clone)).trim()).toBe('2');
+    const diff = await git(['diff', 'HEAD~1', 'HEAD', '--', 'docker-compose.yml'], clone);
+    expect(diff).toContain('-    image: registry.example/api:${IMAGE_TAG:-v2.10.2}');
+    expect(diff).toContain('+    image: registry.example/api:${IMAGE_TAG:-v2.10.3}');
+    expect(await git(['log', '-1', '--format=%(trailers:key=Flotilla-Source,valueonly)'], clone)).toBe(
+      `${SOURCE_2.commit}\n\n`,
+    );
+  });
+
+  it('a file that left the render disappears from the branch', async () => {
+    const { url, workDir } = await setup();
+    await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v1')], source: SOURCE_1 });
+    const result = await publishTenants({
+      repoUrl: url,
+      workDir,
+      tenants: [render('linda', 'v1', { withServicesConf: false })],
+      source: SOURCE_2,
+    });
+    expect(result.committed).toEqual(['linda']);
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, clone]);
+    const paths = (await git(['ls-tree', '-r', '--name-only', 'HEAD'], clone)).trim().split('\n');
+    expect(paths).not.toContain('nginx/conf.d/services.conf');
+    expect(paths).toContain('nginx/conf.d/api.conf');
+  });
+
+  it('a push rejected because the branch moved is retried on top of the new commit, never forced', async () => {
+    let raceOnce: (() => Promise<void>) | undefined;
+    const { url, workDir } = await setup({
+      beforeRequest: async (request) => {
+        if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && raceOnce) {
+          const race = raceOnce;
+          raceOnce = undefined;
+          await race();
+        }
+      },
+    });
+    await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v1')], source: SOURCE_1 });
+
+    // Someone else's commit on the branch, pushed after publish discovered the ref and before its push lands.
+    const other = await tempDir('other');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, other]);
+    await writeFile(join(other, 'hand-edit.txt'), 'made by hand\n');
+    await git(['add', 'hand-edit.txt'], other);
+    await git(['-c', 'user.name=o', '-c', 'user.email=o@example.invalid', 'commit', '--quiet', '-m', 'hand edit'], other);
+    const theirs = (await git(['rev-parse', 'HEAD'], other)).trim();
+    raceOnce = async () => {
+      await git(['push', '--quiet', 'origin', 'HEAD:refs/heads/tenants/linda'], other);
+    };
+
+    const result = await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v2')], source: SOURCE_2 });
+    expect(raceOnce).toBeUndefined(); // the race really happened
+    expect(result).toEqual({ committed: ['linda'], unchanged: [], pushed: true });
+
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, clone]);
+    // Their commit is kept in history (not forced away), ours sits on top of it.
+    expect((await git(['rev-parse', 'HEAD~1'], clone)).trim()).toBe(theirs);
+    expect((await git(['rev-list', '--count', 'HEAD'], clone)).trim()).toBe('3');
+    // And the branch tree is still exactly the render.
+    const paths = (await git(['ls-tree', '-r', '--name-only', 'HEAD'], clone)).trim().split('\n');
+    expect(paths).not.toContain('hand-edit.txt');
+    expect(await git(['show', 'HEAD:docker-compose.yml'], clone)).toContain('${IMAGE_TAG:-v2}');
+    expect(await git(['log', '-1', '--format=%(trailers:key=Flotilla-Source,valueonly)'], clone)).toBe(
+      `${SOURCE_2.commit}\n\n`,
+    );
+  });
+
+  it('publishes to a token-protected server with the token, and fails without it without showing it', async () => {
+    const token = 'ghp_PublishToken789';
+    const { url, workDir } = await setup({ token });
+    const tenants = [render('linda', 'v1')];
+    const result = await publishTenants({ repoUrl: url, auth: { token }, workDir, tenants, source: SOURCE_1 });
+    expect(result.committed).toEqual(['linda']);
+    const withToken = url.replace('http://', `http://x-access-token:${token}@`);
+    expect(await git(['ls-remote', withToken, 'refs/heads/tenants/linda'])).toMatch(/tenants\/linda/);
+
+    const wrong = 'ghp_NotTheToken000';
+    for (const auth of [undefined, { token: wrong }]) {
+      const err = await publishTenants({
+        repoUrl: url,
+        ...(auth ? { auth } : {}),
+        workDir,
+        tenants: [render('linda', 'v2')],
+        source: SOURCE_2,
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GitError);
+      expect((err as GitError).message).toMatch(/401/);
+      expect((err as GitError).message).not.toContain(wrong);
+      expect((err as GitError).message).not.toContain(token);
+    }
+  });
+});
+
+describe('buildTree', () => {
+  it('refuses paths that would not stay inside the tenant tree', () => {
+    for (const path of ['../etc/passwd', '/abs', 'a//b', 'a/./b', '.git/config']) {
+      expect(() => buildTree('linda', [{ path, content: 'x', mode: 0o644 }])).toThrow(/linda/);
+    }
+  });
+  it('refuses duplicate paths, a file that is also a folder, and odd modes', () => {
+    const file = (path: string, mode = 0o644) => ({ path, content: 'x', mode });
+    expect(() => buildTree('linda', [file('a'), file('a')])).toThrow(/duplicate/);
+    expect(() => buildTree('linda', [file('a'), file('a/b')])).toThrow(/both a file and a folder/);
+    expect(() => buildTree('linda', [file('a', 0o600)])).toThrow(/mode 600/);
+  });
+  it('gives the same tree id for the same files in any order', () => {
+    const files = render('linda', 'v1').files;
+    expect(buildTree('linda', [...files].reverse()).oid).toBe(buildTree('linda', files).oid);
+  });
+});

@@ -1,0 +1,500 @@
+// Pure rendering: (fleet, tenant, templates, source commit) -> the tenant's file
+// tree plus its manifest. No clock, no randomness, no I/O apart from
+// `loadTemplates`, so the same inputs always give the same bytes.
+import { createHash } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import Handlebars from 'handlebars';
+import { scanComposeText, type VariableScan } from './core/compose-vars.js';
+import {
+  ComposeFileError,
+  FlotillaError,
+  ManifestError,
+  RenderedOutputError,
+  SettingError,
+  TemplateCompileError,
+  TemplateError,
+} from './core/errors.js';
+import {
+  MANIFEST_PATH,
+  MANIFEST_SCHEMA_VERSION,
+  checkManagedPath,
+  serializeManifest,
+  sha256,
+  type ManagedFile,
+  type Manifest,
+  type RenderedFile,
+} from './core/manifest.js';
+import type { Fleet, Tenant } from './fleet.js';
+
+/** The template whose output is the env patch (manifest.envPatch), never a file. */
+export const ENV_TEMPLATE = 'env.hbs';
+/** Every rendered file that allows `#` comments starts with this (then tenant and source commit). */
+export const HEADER_PREFIX = '# flotilla tenant=';
+
+const COMPOSE_OUTPUT = /^(docker-)?compose\.ya?ml$/;
+const COMMENTABLE_OUTPUT = /\.(ya?ml|conf)$/;
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export interface RenderSource {
+  repo: string;
+  commit: string;
+}
+
+export interface RenderedTenant {
+  slug: string;
+  paused: boolean;
+  manifest: Manifest;
+  /** Sorted by path; includes `.flotilla/manifest.json`. */
+  files: RenderedFile[];
+}
+
+interface FeatureRef {
+  flag: string;
+  line: number;
+}
+
+export interface CompiledTemplate {
+  /** Path relative to templates/, e.g. `nginx/conf.d/api.conf.hbs`. */
+  source: string;
+  /** Path in the tenant tree: `source` minus `.hbs`. */
+  output: string;
+  mode: number;
+  /** The template text (copied as is when `render` is undefined). */
+  text: string;
+  render?: Handlebars.TemplateDelegate;
+  /** `features.<flag>` paths the template reads; checked against the fleet's declared flags. */
+  featureRefs: FeatureRef[];
+}
+
+export interface TemplateSet {
+  /** Templates producing files, sorted by output path (env.hbs excluded). */
+  files: CompiledTemplate[];
+  /** env.hbs, when present. */
+  env?: CompiledTemplate;
+  /**
+   * Compose scans by rendered body (the file minus its header line). Most tenants'
+   * compose files differ only in that header, so scanning each distinct body once
+   * keeps a 1,000-tenant render near the cost of the templates alone.
+   */
+  composeScans: Map<string, VariableScan>;
+}
+
+const COMPOSE_SCAN_MEMO_LIMIT = 1024;
+
+/** Thrown by a helper used wrongly; carries the mustache's location so the TemplateError names the line. */
+class HelperUsageError extends Error {
+  constructor(
+    message: string,
+    readonly line: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+interface HelperOptions {
+  loc?: { start: { line: number; column: number } };
+  hash?: Record<string, unknown>;
+}
+
+function helperLine(args: unknown[]): number | undefined {
+  const options = args[args.length - 1] as HelperOptions | undefined;
+  return options?.loc?.start.line;
+}
+
+/**
+ * `{{composeVar "IMAGE_TAG" imageTag}}` -> `${IMAGE_TAG:-v2.10.3}`; with no value, `${IMAGE_TAG}`.
+ * Exists because `${IMAGE_TAG:-{{imageTag}}}` does not parse: `}}}` closes a triple-stash.
+ */
+export function composeVar(name: unknown, value?: unknown): string {
+  if (typeof name !== 'string' || !ENV_KEY.test(name))
+    throw new Error(`composeVar: ${JSON.stringify(name)} is not a variable name`);
+  if (value === undefined) throw new Error(`composeVar "${name}": the default value is undefined (a variable it names is missing)`);
+  const text = String(value);
+  // Compose ends the default at the first `}` and reads `$` as interpolation.
+  if (/[}\n\r$]/.test(text))
+    throw new Error(`composeVar "${name}": the default ${JSON.stringify(text)} cannot hold }, $ or a line break`);
+  return `\${${name}:-${text}}`;
+}
+
+function registerHelpers(hb: typeof Handlebars): string[] {
+  const helpers: Record<string, (...args: unknown[]) => unknown> = {
+    composeVar: (...args) => {
+      const params = args.slice(0, -1);
+      try {
+        return params.length === 1 ? `\${${String(params[0])}}` : composeVar(params[0], params[1]);
+      } catch (e) {
+        throw new HelperUsageError((e as Error).message, helperLine(args));
+      }
+    },
+    // `{{default env.LOG_LEVEL "info"}}`: strict mode makes a missing plain
+    // {{value}} an error; this is the one way to say a value is optional.
+    default: (...args) => {
+      const [value, fallback] = args;
+      if (args.length !== 3) throw new HelperUsageError('default takes a value and a fallback', helperLine(args));
+      return value === undefined || value === null || value === '' ? fallback : value;
+    },
+    eq: (...args) => {
+      if (args.length !== 3) throw new HelperUsageError('eq takes two values', helperLine(args));
+      return args[0] === args[1];
+    },
+    join: (...args) => {
+      const [list, sep] = args;
+      if (!Array.isArray(list)) throw new HelperUsageError(`join needs a list, got ${typeof list}`, helperLine(args));
+      return list.join(typeof sep === 'string' ? sep : ', ');
+    },
+    // JSON strings are valid YAML scalars: the safe way to put any value into YAML.
+    json: (...args) => {
+      if (args.length !== 2 || args[0] === undefined)
+        throw new HelperUsageError('json takes one defined value', helperLine(args));
+      return JSON.stringify(args[0]);
+    },
+    concat: (...args) => args.slice(0, -1).map(String).join(''),
+  };
+  for (const [name, fn] of Object.entries(helpers)) hb.registerHelper(name, fn);
+  return Object.keys(helpers);
+}
+
+function compileOptions(helperNames: string[]): CompileOptions {
+  return {
+    strict: true,
+    noEscape: true, // config files, not HTML
+    knownHelpers: Object.fromEntries(helperNames.map((n) => [n, true])),
+    knownHelpersOnly: true, // a misspelt helper fails at compile time, not per tenant
+  };
+}
+
+type CompileOptions = Parameters<typeof Handlebars.compile>[1];
+
+function featureRefsOf(ast: hbs.AST.Program): FeatureRef[] {
+  const refs: FeatureRef[] = [];
+  const visitor = new Handlebars.Visitor();
+  visitor.PathExpression = (path: hbs.AST.PathExpression) => {
+    if (path.parts[0] === 'features' && path.parts.length === 2 && path.depth === 0 && !path.data)
+      refs.push({ flag: path.parts[1]!, line: path.loc.start.line });
+  };
+  visitor.accept(ast);
+  return refs;
+}
+
+function parseErrorLine(e: { message: string; lineNumber?: number }): number | undefined {
+  if (typeof e.lineNumber === 'number') return e.lineNumber;
+  const m = /on line (\d+)/.exec(e.message) ?? / - (\d+):\d+$/.exec(e.message);
+  return m ? Number(m[1]) : undefined;
+}
+
+const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Compiles every template (paths relative to templates/). A path ending in `.hbs`
+ * is a Handlebars template; any other file is copied byte for byte. `modes` holds
+ * the template files' permission bits (0755 makes an executable output).
+ * @throws TemplateCompileError naming the template and line of a syntax error.
+ */
+export function compileTemplates(files: Map<string, string>, modes: Map<string, number> = new Map()): TemplateSet {
+  const hb = Handlebars.create();
+  const options = compileOptions(registerHelpers(hb));
+  const compiled: CompiledTemplate[] = [];
+  let env: CompiledTemplate | undefined;
+  const outputs = new Map<string, string>();
+  for (const source of [...files.keys()].sort(byCodeUnits)) {
+    const text = files.get(source)!;
+    const isTemplate = source.endsWith('.hbs');
+    const output = isTemplate ? source.slice(0, -'.hbs'.length) : source;
+    const mode = ((modes.get(source) ?? 0o644) & 0o111) !== 0 ? 0o755 : 0o644;
+    const template: CompiledTemplate = { source, output, mode, text, featureRefs: [] };
+    if (isTemplate) {
+      let ast: hbs.AST.Program;
+      try {
+        ast = hb.parse(text);
+        // compile() is lazy; precompile runs the code generator now so a bad helper name fails here.
+        hb.precompile(ast, options);
+      } catch (e) {
+        const err = e as Error & { lineNumber?: number };
+        const detail = err.message.replace(/ - \d+:\d+$/, '').replace(/\n/g, ' ').replace(/\s+/g, ' ');
+        throw new TemplateCompileError(`templates/${source}`, `syntax error: ${detail}`, parseErrorLine(err));
+      }
+      template.render = hb.compile(ast, options);
+      template.featureRefs = featureRefsOf(ast);
+    }
+    if (source === ENV_TEMPLATE) {
+      env = template;
+      continue;
+    }
+    try {
+      checkManagedPath(output);
+    } catch (e) {
+      if (e instanceof ManifestError) throw new TemplateCompileError(`templates/${source}`, `output path not allowed: ${e.message}`);
+      throw e;
+    }
+    const clash = outputs.get(output);
+    if (clash) throw new TemplateCompileError(`templates/${source}`, `renders ${output}, as templates/${clash} does`);
+    outputs.set(output, source);
+    compiled.push(template);
+  }
+  compiled.sort((a, b) => byCodeUnits(a.output, b.output));
+  const set: TemplateSet = { files: compiled, composeScans: new Map() };
+  if (env) set.env = env;
+  return set;
+}
+
+/** Reads every file under `dir` (the templates/ folder) and compiles it. */
+export async function loadTemplates(dir: string): Promise<TemplateSet> {
+  const files = new Map<string, string>();
+  const modes = new Map<string, number>();
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    const full = join(entry.parentPath, entry.name);
+    const rel = full.slice(dir.length).replace(/^[/\\]+/, '').split(/[/\\]/).join('/');
+    const bytes = await readFile(full);
+    const text = bytes.toString('utf8');
+    // Rendered files travel as text; a file that does not survive that round trip would be corrupted.
+    if (!Buffer.from(text, 'utf8').equals(bytes))
+      throw new TemplateCompileError(`templates/${rel}`, 'not UTF-8 text; only text files can be templates');
+    files.set(rel, text);
+    modes.set(rel, (await stat(full)).mode);
+  }
+  return compileTemplates(files, modes);
+}
+
+interface TemplateContext {
+  slug: string;
+  domain: string;
+  imageTag: string;
+  mode: string;
+  managed: boolean;
+  adopted: boolean;
+  paused: boolean;
+  env: Record<string, string>;
+  secrets: string[];
+  hostEnv: string[];
+  features: Record<string, boolean>;
+  labels: Record<string, string>;
+  /** Service -> image reference: `registry/name` for images that follow IMAGE_TAG, `registry/name:tag` for pinned ones. */
+  images: Record<string, string>;
+  registry: string;
+  serverNames: string[];
+  source: RenderSource;
+}
+
+function templateContext(fleet: Fleet, tenant: Tenant, source: RenderSource): TemplateContext {
+  const registry = fleet.defaults.registry.replace(/\/+$/, '');
+  const images: Record<string, string> = {};
+  for (const [service, name] of Object.entries(fleet.defaults.images)) images[service] = `${registry}/${name}`;
+  return {
+    slug: tenant.slug,
+    domain: tenant.domain,
+    imageTag: tenant.imageTag,
+    mode: tenant.mode,
+    managed: tenant.mode === 'managed',
+    adopted: tenant.mode === 'adopted',
+    paused: tenant.paused,
+    env: tenant.env,
+    secrets: tenant.secrets,
+    hostEnv: tenant.hostEnv,
+    features: tenant.features,
+    labels: tenant.labels,
+    images,
+    registry,
+    serverNames: [tenant.domain, `www.${tenant.domain}`],
+    source,
+  };
+}
+
+/** The full path expression (`env.SMTP_HOST`) at a line/column of the template text. */
+function pathAt(text: string, line: number | undefined, column: number | undefined): string | undefined {
+  if (line === undefined || column === undefined) return undefined;
+  const lineText = text.split('\n')[line - 1] ?? '';
+  return /^[@A-Za-z0-9_.\/\[\]-]+/.exec(lineText.slice(column))?.[0];
+}
+
+function runTemplate(template: CompiledTemplate, context: TemplateContext, tenant: string): string {
+  const where = `templates/${template.source}`;
+  try {
+    return template.render!(context);
+  } catch (e) {
+    if (e instanceof HelperUsageError) throw new TemplateError(where, tenant, e.message, e.line, undefined, { cause: e });
+    const err = e as Error & { lineNumber?: number; column?: number };
+    const missing = /^"([^"]+)" not defined in /.exec(err.message ?? '');
+    if (missing) {
+      const variable = pathAt(template.text, err.lineNumber, err.column) ?? missing[1]!;
+      throw new TemplateError(
+        where,
+        tenant,
+        `variable "${variable}" is not defined (templates are strict: a missing value fails instead of rendering empty)`,
+        err.lineNumber,
+        variable,
+        { cause: e },
+      );
+    }
+    throw new TemplateError(where, tenant, err.message ?? String(e), parseErrorLine(err), undefined, { cause: e });
+  }
+}
+
+function checkFeatureRefs(templates: TemplateSet, tenant: Tenant): void {
+  for (const t of templates.env ? [...templates.files, templates.env] : templates.files) {
+    for (const ref of t.featureRefs) {
+      if (!(ref.flag in tenant.features))
+        throw new TemplateError(
+          `templates/${t.source}`,
+          tenant.slug,
+          `unknown feature flag "${ref.flag}" (declare it under defaults.features in fleet/fleet.yaml)`,
+          ref.line,
+          `features.${ref.flag}`,
+        );
+    }
+  }
+}
+
+/** Parses env.hbs output: KEY=value lines; blank lines and `#` comments are skipped. */
+function parseEnvPatch(text: string, tenant: Tenant): Record<string, string> {
+  const patch: Record<string, string> = {};
+  const fail = (line: number, detail: string): never => {
+    throw new RenderedOutputError(`templates/${ENV_TEMPLATE}`, tenant.slug, `output line ${line}: ${detail}`);
+  };
+  const secrets = new Set(tenant.secrets);
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/\r$/, '');
+    if (line.trim() === '' || line.trimStart().startsWith('#')) return;
+    const eq = line.indexOf('=');
+    if (eq <= 0) fail(i + 1, `expected KEY=value, got ${JSON.stringify(line)}`);
+    const key = line.slice(0, eq);
+    if (!ENV_KEY.test(key)) fail(i + 1, `${JSON.stringify(key)} is not a valid variable name`);
+    if (Object.hasOwn(patch, key)) fail(i + 1, `${key} is set twice`);
+    if (secrets.has(key)) fail(i + 1, `${key} is a secret; secret values are never rendered or committed`);
+    patch[key] = line.slice(eq + 1);
+  });
+  return patch;
+}
+
+function headerLine(tenant: Tenant, source: RenderSource, template: CompiledTemplate): string {
+  return `${HEADER_PREFIX}${tenant.slug} source=${source.commit} template=templates/${template.source} (generated: edit the template, not this file)\n`;
+}
+
+function scanCompose(templates: TemplateSet, file: string, content: string, body: string, tenant: string): VariableScan {
+  const known = templates.composeScans.get(body);
+  if (known) return known;
+  let scan: VariableScan;
+  try {
+    scan = scanComposeText(content, file);
+  } catch (e) {
+    if (e instanceof ComposeFileError)
+      throw new RenderedOutputError(file, tenant, `${e.yamlPath ? `${e.yamlPath}: ` : ''}${e.detail}`);
+    throw e;
+  }
+  if (templates.composeScans.size >= COMPOSE_SCAN_MEMO_LIMIT) templates.composeScans.clear();
+  templates.composeScans.set(body, scan);
+  return scan;
+}
+
+/** Renders one tenant: every template, the env patch, and the manifest. */
+export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSet, source: RenderSource): RenderedTenant {
+  checkFeatureRefs(templates, tenant);
+  const context = templateContext(fleet, tenant, source);
+  const files: RenderedFile[] = [];
+  let requiredVariables: string[] = [];
+  for (const template of templates.files) {
+    if (!template.render) {
+      files.push({ path: template.output, content: template.text, mode: template.mode });
+      continue;
+    }
+    const body = runTemplate(template, context, tenant.slug);
+    const content = COMMENTABLE_OUTPUT.test(template.output) ? headerLine(tenant, source, template) + body : body;
+    if (COMPOSE_OUTPUT.test(template.output))
+      requiredVariables = scanCompose(templates, template.output, content, body, tenant.slug).required;
+    files.push({ path: template.output, content, mode: template.mode });
+  }
+  const envPatch = templates.env ? parseEnvPatch(runTemplate(templates.env, context, tenant.slug), tenant) : {};
+  const managed: ManagedFile[] = files.map((f) => ({ path: f.path, sha256: sha256(f.content), mode: f.mode }));
+  const manifest: Manifest = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    tenant: tenant.slug,
+    mode: tenant.mode,
+    imageTag: tenant.imageTag,
+    source: { repo: source.repo, commit: source.commit },
+    files: managed,
+    envPatch,
+    requiredVariables: [...requiredVariables],
+    secrets: [...tenant.secrets].sort(byCodeUnits),
+  };
+  files.push({ path: MANIFEST_PATH, content: serializeManifest(manifest), mode: 0o644 });
+  files.sort((a, b) => byCodeUnits(a.path, b.path));
+  return { slug: tenant.slug, paused: tenant.paused, manifest, files };
+}
+
+/**
+ * Renders every tenant (or those in `opts.tenants`), paused ones included
+ * (`paused` tells publish to skip them). Throws the first error.
+ */
+export function renderFleet(
+  fleet: Fleet,
+  templates: TemplateSet,
+  source: RenderSource,
+  opts: { tenants?: string[] } = {},
+): RenderedTenant[] {
+  return selectTenants(fleet, opts.tenants).map((t) => renderTenant(fleet, t, templates, source));
+}
+
+/** The tenants named by `slugs` (all when undefined), in fleet order; unknown slugs are a SettingError. */
+export function selectTenants(fleet: Fleet, slugs?: string[]): Tenant[] {
+  if (!slugs) return fleet.tenants;
+  const wanted = new Set(slugs);
+  const unknown = [...wanted].filter((s) => !fleet.tenants.some((t) => t.slug === s));
+  if (unknown.length > 0)
+    throw new SettingError('--tenant', `no tenant ${unknown.map((s) => `"${s}"`).join(', ')} in fleet/tenants/`);
+  return fleet.tenants.filter((t) => wanted.has(t.slug));
+}
+
+/**
+ * Renders every tenant and collects each tenant's error instead of stopping at the
+ * first, for `flotilla check`.
+ */
+export function renderFleetCollecting(
+  fleet: Fleet,
+  templates: TemplateSet,
+  source: RenderSource,
+): { rendered: RenderedTenant[]; errors: FlotillaError[] } {
+  const rendered: RenderedTenant[] = [];
+  const errors: FlotillaError[] = [];
+  for (const tenant of fleet.tenants) {
+    try {
+      rendered.push(renderTenant(fleet, tenant, templates, source));
+    } catch (e) {
+      if (e instanceof FlotillaError) errors.push(e);
+      else throw e;
+    }
+  }
+  return { rendered, errors };
+}
+
+/**
+ * A hash of what a tenant's render means for its host, leaving out what only names
+ * the source commit (the header lines and manifest.source, plus file hashes that
+ * cover those headers). Equal fingerprints mean a new source commit changes nothing
+ * for this tenant, so publish need not commit to its branch. Works on files read
+ * back from a tenant branch as well as on a fresh render.
+ */
+export function renderFingerprint(files: readonly RenderedFile[]): string {
+  const hash = createHash('sha256');
+  for (const f of [...files].sort((a, b) => byCodeUnits(a.path, b.path))) {
+    let content = f.content;
+    if (f.path === MANIFEST_PATH) {
+      try {
+        const m = JSON.parse(content) as Partial<Manifest>;
+        content = JSON.stringify({
+          ...m,
+          source: undefined,
+          files: (m.files ?? []).map((mf) => ({ path: mf.path, mode: mf.mode })),
+        });
+      } catch {
+        // an unparsable manifest is simply different content
+      }
+    } else if (content.startsWith(HEADER_PREFIX)) {
+      const nl = content.indexOf('\n');
+      content = nl === -1 ? '' : content.slice(nl + 1);
+    }
+    hash.update(`${f.path}\0${f.mode}\0${Buffer.byteLength(content)}\0`).update(content);
+  }
+  return hash.digest('hex');
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# `npm test`: the whole test suite, the same on a laptop, a fresh CI machine and here.
+#
+# 1. npm ci when node_modules is missing (before the namespace: npm hangs inside it).
+# 2. As root, apt-get install the Debian packages the Docker tests use, when missing.
+# 3. vitest inside a fresh network + mount namespace (only loopback), so the private
+#    dockerd, the registry and every test that talks to them never touch the shared
+#    network. The vitest JSON report always goes to test-results/vitest.json.
+#
+# Extra arguments go to vitest (`npm test -- agent/compose.docker.test.ts`).
+# FLOTILLA_SKIP_DOCKER=1 runs only the unit project, with a loud banner, where Docker
+# cannot run (not root, no unshare). Without it, a missing prerequisite is a failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+REPORT=test-results/vitest.json
+DEBIAN_PACKAGES=(docker.io docker-compose docker-registry busybox-static)
+
+banner() {
+  local line='!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'
+  printf '\n%s\n' "$line" >&2
+  local text
+  for text in "$@"; do printf '!! %s\n' "$text" >&2; done
+  printf '%s\n\n' "$line" >&2
+}
+
+# A report from an earlier run must never be mistaken for this one's.
+mkdir -p test-results
+rm -f "$REPORT"
+
+if [[ ! -x node_modules/.bin/vitest ]]; then
+  echo "test.sh: node_modules missing, running npm ci" >&2
+  npm ci --no-audit --no-fund
+fi
+
+missing_packages() {
+  local pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+      printf '%s\n' "$pkg"
+    fi
+  done
+}
+
+install_debian_packages() {
+  local -a missing
+  mapfile -t missing < <(missing_packages)
+  ((${#missing[@]} == 0)) && return 0
+  echo "test.sh: installing ${missing[*]} (apt-get)" >&2
+  # Installing docker.io must not start the system's dockerd/containerd on the shared
+  # network: a policy-rc.d answering 101 tells invoke-rc.d to start nothing.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created_policy=1
+  fi
+  local status=0
+  {
+    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  } >&2 || status=$?
+  ((created_policy)) && rm -f "$policy"
+  return "$status"
+}
+
+# Why Docker tests cannot run here, one reason per line; empty when they can.
+docker_blockers() {
+  [[ "$(id -u)" == 0 ]] || echo "not running as root (a private dockerd and network namespace need root)"
+  command -v unshare >/dev/null || echo "unshare (util-linux) not found"
+  local bin
+  for bin in dockerd docker docker-compose docker-registry; do
+    command -v "$bin" >/dev/null || echo "$bin not found (Debian packages: ${DEBIAN_PACKAGES[*]})"
+  done
+  [[ -x /bin/busybox ]] || echo "/bin/busybox not found (Debian package busybox-static)"
+}
+
+vitest_args=(run --reporter=default --reporter=json "--outputFile.json=$REPORT" "$@")
+
+if [[ "${FLOTILLA_SKIP_DOCKER:-}" == 1 ]]; then
+  banner "FLOTILLA_SKIP_DOCKER=1: Docker tests (*.docker.test.ts) are SKIPPED." \
+    "Only the unit project runs; nothing here proves compose, pulls or rollbacks."
+  status=0
+  node_modules/.bin/vitest "${vitest_args[@]}" --project unit || status=$?
+  banner "Docker tests were SKIPPED (FLOTILLA_SKIP_DOCKER=1); vitest exit code $status."
+  exit "$status"
+fi
+
+if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+  install_debian_packages || banner "apt-get could not install ${DEBIAN_PACKAGES[*]}"
+fi
+
+mapfile -t blockers < <(docker_blockers)
+if ((${#blockers[@]} > 0)); then
+  banner "The Docker tests cannot run:" "${blockers[@]}" \
+    "Fix the above, or set FLOTILLA_SKIP_DOCKER=1 to run the unit tests only."
+  exit 1
+fi
+
+# Engines, registries and images of this run live under one folder, so a run that
+# crashed can still be cleaned up below, by the PIDs in their pidfiles.
+run_dir="$(mktemp -d /tmp/flotilla-test.XXXXXX)"
+export FLOTILLA_TEST_RUN_DIR="$run_dir"
+
+# The inner script runs inside the namespace. It keeps going on Ctrl-C so the
+# cleanup after vitest always runs.
+inner='
+trap : INT TERM
+if command -v ip >/dev/null; then ip link set lo up; else busybox ip link set lo up; fi || {
+  echo "test.sh: cannot bring up loopback in the new network namespace" >&2; exit 1; }
+status=0
+node_modules/.bin/vitest "$@" || status=$?
+for pidfile in "$FLOTILLA_TEST_RUN_DIR"/*/*.pid; do
+  [ -f "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "test.sh: stopping leftover process $pid ($pidfile)" >&2
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+done
+# Deepest mount points first (exec-root/netns/default and the like).
+awk -v root="$FLOTILLA_TEST_RUN_DIR" "index(\$5, root) == 1 { print \$5 }" /proc/self/mountinfo |
+  sort -r | while read -r point; do umount -l "$point" 2>/dev/null || true; done
+exit "$status"
+'
+
+status=0
+trap : INT TERM
+unshare --net --mount --fork -- bash -c "$inner" flotilla-test "${vitest_args[@]}" || status=$?
+trap - INT TERM
+rm -rf "$run_dir"
+
+if [[ ! -s "$REPORT" ]]; then
+  banner "vitest wrote no report to $REPORT (exit code $status)."
+  ((status != 0)) || status=1
+fi
+exit "$status"
