@@ -18,7 +18,7 @@
 import { mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { writeFileAtomic } from '../renderer/core/atomic-write.js';
-import { JournalError } from '../renderer/core/errors.js';
+import { JournalError, UnsafePathError } from '../renderer/core/errors.js';
 import { sha256 } from '../renderer/core/manifest.js';
 import { localFiles, type LocalFiles } from './local-files.js';
 
@@ -293,6 +293,12 @@ export async function recoverFromJournal(stateDir: string, files: LocalFiles = l
   const journal = await readJournal(stateDir);
   if (!journal) return { action: 'none' };
   const interruptedAt = journal.record.phase;
+  // A process killed inside writeFileAtomic leaves its temp file beside the target.
+  for (const path of [...journal.record.files.map((f) => f.path), ENV_FILE]) {
+    await files.removeWriteLeftovers(journal.record.installDir, path).catch((e: unknown) => {
+      if (!(e instanceof UnsafePathError)) throw e;
+    });
+  }
   const action = decideRecovery(journal.record);
   if (action === 'finish') return { action, journal };
   if (action === 'roll-forward') return { action, journal, interruptedAt };

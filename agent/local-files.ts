@@ -3,8 +3,8 @@
 // a relative POSIX path, no `..`, no symlink anywhere on the way, and the managed
 // file itself a regular file. A refusal happens before any byte is written.
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, realpath, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, mkdir, open, readdir, realpath, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../renderer/core/atomic-write.js';
 import { UnsafePathError } from '../renderer/core/errors.js';
 import { sha256 } from '../renderer/core/manifest.js';
@@ -21,6 +21,7 @@ export interface LocalFiles {
   writeManaged(root: string, relPath: string, content: string | Uint8Array, mode: number): Promise<void>;
   removeManaged(root: string, relPath: string): Promise<boolean>;
   hashManaged(root: string, relPath: string): Promise<string | undefined>;
+  removeWriteLeftovers(root: string, relPath: string): Promise<string[]>;
 }
 
 interface ConfinedPath {
@@ -144,7 +145,27 @@ export async function removeManaged(root: string, relPath: string): Promise<bool
   }
 }
 
-export const localFiles: LocalFiles = { readManaged, writeManaged, removeManaged, hashManaged };
+/**
+ * Removes the temp files a killed writeFileAtomic can leave beside `relPath`
+ * (`.<name>.<pid>.<12 hex>.tmp`, its naming); nothing else in the directory is
+ * looked at. Returns the names removed.
+ */
+export async function removeWriteLeftovers(root: string, relPath: string): Promise<string[]> {
+  const target = await resolveConfined(root, relPath);
+  if (target.missingDirs.length > 0) return [];
+  const dir = dirname(target.absolute);
+  const name = basename(target.absolute).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`^\\.${name}\\.\\d+\\.[0-9a-f]{12}\\.tmp$`);
+  const removed: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile() || !pattern.test(entry.name)) continue;
+    await unlink(join(dir, entry.name)).catch(() => undefined);
+    removed.push(entry.name);
+  }
+  return removed;
+}
+
+export const localFiles: LocalFiles = { readManaged, writeManaged, removeManaged, hashManaged, removeWriteLeftovers };
 
 async function lstatOrUndefined(path: string) {
   try {

@@ -63,6 +63,8 @@ export interface CompiledTemplate {
   /** The template text (copied as is when `render` is undefined). */
   text: string;
   render?: Handlebars.TemplateDelegate;
+  /** sha256 of `text`, for files copied as is (the same for every tenant). */
+  copyHash?: string;
   /** `features.<flag>` paths the template reads; checked against the fleet's declared flags. */
   featureRefs: FeatureRef[];
 }
@@ -216,6 +218,8 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
       }
       template.render = hb.compile(ast, options);
       template.featureRefs = featureRefsOf(ast);
+    } else {
+      template.copyHash = sha256(text);
     }
     if (source === ENV_TEMPLATE) {
       env = template;
@@ -258,7 +262,8 @@ export async function loadTemplates(dir: string): Promise<TemplateSet> {
   return compileTemplates(files, modes);
 }
 
-interface TemplateContext {
+/** What every template sees. */
+export interface TemplateContext {
   slug: string;
   domain: string;
   imageTag: string;
@@ -278,7 +283,8 @@ interface TemplateContext {
   source: RenderSource;
 }
 
-function templateContext(fleet: Fleet, tenant: Tenant, source: RenderSource): TemplateContext {
+/** The values a tenant's templates render from. */
+export function templateContext(fleet: Fleet, tenant: Tenant, source: RenderSource): TemplateContext {
   const registry = fleet.defaults.registry.replace(/\/+$/, '');
   const images: Record<string, string> = {};
   for (const [service, name] of Object.entries(fleet.defaults.images)) images[service] = `${registry}/${name}`;
@@ -393,10 +399,12 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
   checkFeatureRefs(templates, tenant);
   const context = templateContext(fleet, tenant, source);
   const files: RenderedFile[] = [];
+  const managed: ManagedFile[] = [];
   let requiredVariables: string[] = [];
   for (const template of templates.files) {
     if (!template.render) {
       files.push({ path: template.output, content: template.text, mode: template.mode });
+      managed.push({ path: template.output, sha256: template.copyHash!, mode: template.mode });
       continue;
     }
     const body = runTemplate(template, context, tenant.slug);
@@ -404,9 +412,9 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
     if (COMPOSE_OUTPUT.test(template.output))
       requiredVariables = scanCompose(templates, template.output, content, body, tenant.slug).required;
     files.push({ path: template.output, content, mode: template.mode });
+    managed.push({ path: template.output, sha256: sha256(content), mode: template.mode });
   }
   const envPatch = templates.env ? parseEnvPatch(runTemplate(templates.env, context, tenant.slug), tenant) : {};
-  const managed: ManagedFile[] = files.map((f) => ({ path: f.path, sha256: sha256(f.content), mode: f.mode }));
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     tenant: tenant.slug,

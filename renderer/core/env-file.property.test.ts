@@ -71,15 +71,17 @@ function assignment(eol: Eol): fc.Arbitrary<Piece[]> {
     ]);
 }
 
-const otherLine: fc.Arbitrary<Piece[]> = fc.oneof(
-  fc.constantFrom('', '  ').map((fixed) => [{ fixed }]),
-  fc.record({ indent: fc.constantFrom('', ' '), body: text(CHARS, 12) }).map(({ indent, body }) => [
-    { fixed: `${indent}#${body}` },
-  ]),
-  fc.constant([{ fixed: '# A=commented-out' }]),
-  fc.constant([{ fixed: 'FROM_SHELL' }]), // compose takes this one from the shell; the file defines nothing
-  fc.constant([{ fixed: ADDED_KEYS_MARKER }]),
-);
+const otherLine: fc.Arbitrary<Piece[]> = fc
+  .oneof(
+    fc.constantFrom('', '  '),
+    fc.record({ indent: fc.constantFrom('', ' '), body: text(CHARS, 12) }).map(({ indent, body }) => `${indent}#${body}`),
+    fc.constantFrom(
+      '# A=commented-out',
+      'FROM_SHELL', // compose takes this one from the shell; the file defines nothing
+      ADDED_KEYS_MARKER,
+    ),
+  )
+  .map((fixed): Piece[] => [{ fixed }]);
 
 const envFile: fc.Arbitrary<GeneratedFile> = fc
   .record({

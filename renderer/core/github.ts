@@ -72,6 +72,8 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
     enabled: true,
     retries: (typeof options.retry === 'object' ? options.retry.retries : undefined) ?? 3,
     retryAfterBaseValue: (typeof options.retry === 'object' ? options.retry.baseDelayMs : undefined) ?? 1000,
+    // 429 is a rate limit: the throttling plugin retries it honouring retry-after, or gives up.
+    doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451],
   };
 
   const t: ThrottleOptions = typeof options.throttle === 'object' ? options.throttle : {};

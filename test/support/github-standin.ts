@@ -42,6 +42,7 @@ interface OpenApiSpec {
 }
 
 let cachedSpec: OpenApiSpec | undefined;
+let sharedSchemas: OpenApiSchemas | undefined;
 
 function loadSpec(): OpenApiSpec {
   if (!cachedSpec) {
@@ -357,7 +358,9 @@ function nodeId(prefix: string, id: number): string {
 
 export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Promise<GitHubStandIn> {
   const spec = loadSpec();
-  const schemas = new OpenApiSchemas(spec);
+  // Compiled validators are stateless; every stand-in in a process shares them.
+  sharedSchemas ??= new OpenApiSchemas(spec);
+  const schemas = sharedSchemas;
   const token = options.token ?? 'ghs_standin_token_0123456789';
   const login = options.login ?? 'flotilla-bot';
   const routes = OPERATIONS.map((key) => {

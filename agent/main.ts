@@ -1,0 +1,237 @@
+#!/usr/bin/env node
+// The `flotilla-agent` CLI and its poll loop. Commands build their dependencies
+// here; errors become a message and an exit code in one place (runAgentCli).
+import { realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import cron from 'node-cron';
+import { FlotillaError, SettingError } from '../renderer/core/errors.js';
+import { patchEnvFile } from '../renderer/core/env-file.js';
+import { fetchBranch, remoteBranchHead } from '../renderer/core/git.js';
+import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
+import { planApply } from './apply.js';
+import { createComposeRunner } from './compose.js';
+import type { ComposeRunner } from './compose-runner.js';
+import { loadAgentConfig, type AgentConfig } from './config.js';
+import { envCheck, formatEnvCheck } from './env-check.js';
+import { acquireLock } from './lock.js';
+import { renderPlanText } from './plan-text.js';
+import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
+import { createStatusReporter } from './report.js';
+import { readState } from './state.js';
+import { StatusOutbox } from './status-outbox.js';
+import { readCommitFiles } from '../renderer/core/git.js';
+
+export interface AgentIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: Record<string, string | undefined>;
+  /** Tests inject a recording compose runner and a fetch pointed at the GitHub stand-in. */
+  compose?: ComposeRunner;
+  fetch?: typeof globalThis.fetch;
+  /** Resolved when the daemon should stop (SIGTERM/SIGINT in the real process). */
+  stopSignal?: AbortSignal;
+}
+
+export const EXIT_INTERNAL = 70;
+
+function logger(io: AgentIo, tenant: string): (line: string) => void {
+  return (line) => io.stderr(`${new Date().toISOString()} flotilla-agent[${tenant}] ${line}\n`);
+}
+
+async function configFrom(io: AgentIo, envFile: string | undefined): Promise<AgentConfig> {
+  return loadAgentConfig(envFile, io.env as NodeJS.ProcessEnv);
+}
+
+function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
+  if (io.compose) return io.compose;
+  return createComposeRunner({ ...(config.compose ? { command: config.compose } : {}), env: io.env });
+}
+
+/** One pass with everything wired: lock held by the caller. */
+async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal): Promise<ReconcileOutcome> {
+  const log = logger(io, config.tenant);
+  const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
+  const reporter = createStatusReporter(config, outbox, log, io.fetch);
+  await reporter.flush();
+  const outcome = await reconcileOnce({
+    config,
+    compose: composeFor(io, config),
+    report: (u) => reporter.report(u),
+    log,
+    ...(signal ? { signal } : {}),
+  });
+  log(`outcome: ${outcome.kind}${'description' in outcome ? `: ${outcome.description}` : ''}`);
+  return outcome;
+}
+
+function parseAssignments(pairs: string[]): Record<string, string> {
+  const patch: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new SettingError(pair, 'expected KEY=VALUE');
+    patch[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return patch;
+}
+
+export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void): Command {
+  const program = new Command('flotilla-agent')
+    .description('Apply a Flotilla tenant branch to this host: poll, plan, apply, run compose, report')
+    .option('--env-file <path>', 'agent settings file (default /etc/flotilla/agent.env)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
+  const envFile = (): string | undefined => program.opts<{ envFile?: string }>().envFile;
+
+  program
+    .command('once')
+    .description('one poll -> plan -> apply cycle; exit 0 nothing to do or applied, 3 refused, 1 failed, 2 could not run')
+    .action(async () => {
+      const config = await configFrom(io, envFile());
+      const lock = await acquireLock(config.stateDir);
+      try {
+        setExit(OUTCOME_EXIT_CODES[(await pass(io, config)).kind]);
+      } finally {
+        await lock.release();
+      }
+    });
+
+  program
+    .command('run')
+    .description('the daemon: poll on FLOTILLA_SCHEDULE (with jitter), one apply at a time')
+    .action(async () => {
+      const config = await configFrom(io, envFile());
+      const log = logger(io, config.tenant);
+      const lock = await acquireLock(config.stateDir);
+      const stop = io.stopSignal ?? new AbortController().signal;
+      let running: Promise<unknown> = Promise.resolve();
+      let busy = false;
+      const tick = async () => {
+        if (busy || stop.aborted) return;
+        busy = true;
+        try {
+          await pass(io, config, stop);
+        } catch (e) {
+          log(`pass failed: ${(e as Error).message}`);
+        } finally {
+          busy = false;
+        }
+      };
+      log(`started: ${config.branch} -> ${config.installDir}, schedule "${config.schedule}"`);
+      running = tick();
+      const task = cron.schedule(config.schedule, () => {
+        const jitter = Math.random() * config.jitterSeconds * 1000;
+        setTimeout(() => {
+          running = tick();
+        }, jitter);
+      });
+      await new Promise<void>((resolve) => {
+        if (stop.aborted) resolve();
+        stop.addEventListener('abort', () => resolve(), { once: true });
+      });
+      log('stopping: finishing the current step');
+      await task.stop();
+      await running;
+      await lock.release();
+      log('stopped');
+    });
+
+  program
+    .command('plan')
+    .description('fetch the branch and print what would change; changes nothing on the host')
+    .action(async () => {
+      const config = await configFrom(io, envFile());
+      const auth = config.gitToken ? { token: config.gitToken } : undefined;
+      const head = await remoteBranchHead(config.repo, config.branch, auth);
+      if (!head) {
+        io.stdout(`branch ${config.branch} does not exist yet\n`);
+        return;
+      }
+      const gitdir = join(config.stateDir, 'repo.git');
+      await fetchBranch(gitdir, config.repo, config.branch, { depth: 1, ...(auth ? { auth } : {}) });
+      const commit = await readCommitFiles(gitdir, head);
+      const files = new Map(commit.files.map((f) => [f.path, f.content]));
+      const manifestFile = files.get(MANIFEST_PATH);
+      if (!manifestFile) throw new SettingError('FLOTILLA_BRANCH', `commit ${head} has no ${MANIFEST_PATH}`);
+      files.delete(MANIFEST_PATH);
+      const manifest = parseManifest(manifestFile.toString('utf8'));
+      const state = await readState(config.stateDir);
+      const plan = await planApply({
+        installDir: config.installDir,
+        manifest,
+        files,
+        ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
+      });
+      io.stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
+      io.stdout(renderPlanText(plan));
+    });
+
+  program
+    .command('env-patch')
+    .description('patch KEY=VALUE pairs into an .env file in place, keeping every other byte')
+    .requiredOption('--file <path>', 'the .env file')
+    .argument('<pairs...>', 'KEY=VALUE')
+    .action(async (pairs: string[], opts: { file: string }) => {
+      const result = await patchEnvFile(opts.file, parseAssignments(pairs));
+      io.stdout(
+        result.written
+          ? `${opts.file}: changed ${result.changed.join(', ') || 'nothing'}; added ${result.added.join(', ') || 'nothing'}\n`
+          : `${opts.file}: already up to date\n`,
+      );
+    });
+
+  program
+    .command('env-check')
+    .description('variables a compose file references and requires, and the required ones the env file lacks (exit 1 if any)')
+    .requiredOption('--compose <path>', 'compose file')
+    .requiredOption('--env <path>', '.env file')
+    .option('--json', 'print {"references","required","missing"}')
+    .action(async (opts: { compose: string; env: string; json?: boolean }) => {
+      const result = await envCheck(opts.compose, opts.env);
+      io.stdout(`${formatEnvCheck(result, opts.json === true)}\n`);
+      if (result.missing.length > 0) setExit(1);
+    });
+
+  return program;
+}
+
+/** Runs the agent CLI with arguments (without node and script); returns the exit code. */
+export async function runAgentCli(argv: string[], io: AgentIo): Promise<number> {
+  let code = 0;
+  try {
+    await buildAgentProgram(io, (c) => (code = c)).parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (error instanceof FlotillaError) {
+      io.stderr(`flotilla-agent: ${error.message}\n`);
+      return error.exitCode;
+    }
+    io.stderr(`flotilla-agent: internal error (a bug; please report it with this trace)\n${(error as Error).stack ?? String(error)}\n`);
+    return EXIT_INTERNAL;
+  }
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const stop = new AbortController();
+  process.on('SIGTERM', () => stop.abort());
+  process.on('SIGINT', () => stop.abort());
+  const code = await runAgentCli(process.argv.slice(2), {
+    stdout: (s) => void process.stdout.write(s),
+    stderr: (s) => void process.stderr.write(s),
+    env: process.env,
+    stopSignal: stop.signal,
+  });
+  process.exitCode = code;
+}

@@ -1,0 +1,376 @@
+// One reconcile pass, as the list of steps DESIGN.md gives:
+//   recover -> detect -> fetch -> verify -> plan -> stage -> config -> pull
+//   -> journal + backup + swap -> env patch -> up -> verify health -> record -> report.
+// Every step before the swap changes nothing on the host; every failure after it
+// restores the backup and brings the old stack back up.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import {
+  ApplyRefusedError,
+  ComposeStepError,
+  FlotillaError,
+  GitError,
+  ManifestError,
+} from '../renderer/core/errors.js';
+import { fetchBranch, isAncestor, readCommitFiles, remoteBranchHead, sourceTrailer, type GitAuth } from '../renderer/core/git.js';
+import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
+import type { CommitState } from '../renderer/core/github.js';
+import {
+  backupAndSwap,
+  detectDrift,
+  patchInstalledEnv,
+  planApply,
+  restoreBackup,
+  secretsToGenerate,
+  stageApply,
+  stagingDirFor,
+  startApplyJournal,
+  type ApplyPlan,
+  type DriftedFile,
+} from './apply.js';
+import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
+import { waitHealthy } from './compose.js';
+import type { AgentConfig } from './config.js';
+import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
+import { localFiles } from './local-files.js';
+import { readState, writeState, type AgentState } from './state.js';
+
+/** Where a status goes: the tenant commit and, when known, the source commit it was rendered from. */
+export interface StatusUpdate {
+  tenantCommit: string;
+  sourceCommit?: string;
+  state: CommitState;
+  description: string;
+}
+
+export interface ReconcileDeps {
+  config: AgentConfig;
+  compose: ComposeRunner;
+  /** Queues the status durably and tries to deliver it; never throws for delivery problems. */
+  report: (update: StatusUpdate) => Promise<void>;
+  log: (line: string) => void;
+  /** Set by SIGTERM: steps before the swap are abandoned cleanly, steps after it run to the end. */
+  signal?: AbortSignal;
+  healthPollMs?: number;
+  /** Generates a secret value; URL-safe, at least 32 bytes of randomness. */
+  generateSecret?: () => string;
+  now?: () => Date;
+}
+
+export type ReconcileOutcome =
+  | { kind: 'noop'; commit: string | null; drift: DriftedFile[] }
+  | { kind: 'applied'; commit: string; description: string }
+  | { kind: 'refused'; commit: string; description: string; missing: string[] }
+  | { kind: 'failed'; commit: string; step: string; description: string }
+  | { kind: 'error'; description: string };
+
+/** Exit codes of `flotilla-agent once`, one per outcome. */
+export const OUTCOME_EXIT_CODES: Record<ReconcileOutcome['kind'], number> = {
+  noop: 0,
+  applied: 0,
+  refused: 3,
+  failed: 1,
+  error: 2,
+};
+
+class AbandonedError extends FlotillaError {
+  readonly code = 'ABANDONED';
+  constructor(readonly step: string) {
+    super(`stopped before ${step} (agent shutting down); nothing was changed`);
+  }
+}
+
+export function defaultSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+function gitdirOf(config: AgentConfig): string {
+  return join(config.stateDir, 'repo.git');
+}
+
+function gitAuth(config: AgentConfig): GitAuth | undefined {
+  return config.gitToken ? { token: config.gitToken } : undefined;
+}
+
+function installTarget(config: AgentConfig): ComposeTarget {
+  return { dir: config.installDir, project: config.composeProject };
+}
+
+function lastLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines[lines.length - 1] ?? text;
+}
+
+/** A status description under GitHub's 140 characters that says what happened. */
+function describeFailure(step: string, err: unknown): string {
+  if (err instanceof ComposeStepError) return `${step} failed: ${lastLine(err.outputTail) || 'compose exited non-zero'}`;
+  return `${step} failed: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+interface FetchedCommit {
+  commit: string;
+  sourceCommit?: string;
+  manifest: Manifest;
+  files: Map<string, Buffer>;
+}
+
+/** Reads a fetched tenant commit and its manifest; the tree is checked against the manifest later, in planApply. */
+async function readTenantCommit(config: AgentConfig, commit: string): Promise<FetchedCommit> {
+  const read = await readCommitFiles(gitdirOf(config), commit);
+  const files = new Map(read.files.map((f) => [f.path, f.content]));
+  const manifestText = files.get(MANIFEST_PATH);
+  if (!manifestText) throw new ManifestError(`commit ${commit} has no ${MANIFEST_PATH}`);
+  const manifest = parseManifest(manifestText.toString('utf8'));
+  if (manifest.tenant !== config.tenant)
+    throw new ManifestError(`commit ${commit} is for tenant ${manifest.tenant}, this host is ${config.tenant}`);
+  files.delete(MANIFEST_PATH);
+  const fetched: FetchedCommit = { commit, manifest, files };
+  const source = sourceTrailer(read.message) ?? undefined;
+  if (source) fetched.sourceCommit = source;
+  return fetched;
+}
+
+/** Fast-forward check: the new commit must descend from the last applied one (deepening the shallow fetch as needed). */
+async function checkFastForward(deps: ReconcileDeps, from: string, to: string): Promise<boolean> {
+  const { config } = deps;
+  for (const depth of [2, 20, 200]) {
+    try {
+      return await isAncestor(gitdirOf(config), from, to);
+    } catch (e) {
+      if (!(e instanceof GitError)) throw e;
+      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth, auth: gitAuth(config) });
+    }
+  }
+  try {
+    return await isAncestor(gitdirOf(config), from, to);
+  } catch (e) {
+    if (e instanceof GitError) return false;
+    throw e;
+  }
+}
+
+/** One poll -> plan -> apply cycle. Never throws for a problem it can report; the outcome says what happened. */
+export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutcome> {
+  const { config, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  let state: AgentState;
+  try {
+    state = await readState(config.stateDir);
+    state = await recover(deps, state);
+  } catch (e) {
+    return { kind: 'error', description: `recovery failed: ${(e as Error).message}` };
+  }
+
+  // detect: one protocol v2 ls-refs for the branch.
+  let head: string | null;
+  try {
+    head = await remoteBranchHead(config.repo, config.branch, gitAuth(config));
+  } catch (e) {
+    log(`detect: ${(e as Error).message}`);
+    return { kind: 'error', description: `git unreachable: ${(e as Error).message}` };
+  }
+  state.lastSuccessfulPoll = now().toISOString();
+  if (head === null) {
+    await writeState(config.stateDir, state);
+    log(`detect: branch ${config.branch} does not exist yet`);
+    return { kind: 'noop', commit: null, drift: [] };
+  }
+
+  if (head === state.lastApplied?.commit) {
+    const drift = await detectDrift(config.installDir, state.lastApplied.manifest);
+    if (drift.length > 0) {
+      log(`drift: ${drift.map((d) => `${d.path} ${d.state}`).join(', ')}`);
+      if (config.drift === 'heal') {
+        await writeState(config.stateDir, state);
+        return apply(deps, state, head, { heal: true });
+      }
+    }
+    await writeState(config.stateDir, state);
+    return { kind: 'noop', commit: head, drift };
+  }
+  // A commit that failed after the swap (or was refused) is not retried until the branch moves:
+  // retrying would take the stack down and up again every poll. Pre-swap failures are retried.
+  const attempt = state.lastAttempt;
+  if (attempt?.commit === head && (attempt.outcome === 'refused' || attempt.outcome === 'held')) {
+    await writeState(config.stateDir, state);
+    return { kind: 'noop', commit: head, drift: [] };
+  }
+  await writeState(config.stateDir, state);
+  return apply(deps, state, head, { heal: false });
+}
+
+async function apply(
+  deps: ReconcileDeps,
+  state: AgentState,
+  head: string,
+  opts: { heal: boolean },
+): Promise<ReconcileOutcome> {
+  const { config, compose, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const target = installTarget(config);
+  let fetched: FetchedCommit | undefined;
+  let step = 'fetch';
+  const checkpoint = (next: string) => {
+    step = next;
+    if (deps.signal?.aborted) throw new AbandonedError(next);
+    log(`${next}: ${head.slice(0, 12)}`);
+  };
+  const record = async (outcome: 'applied' | 'refused' | 'failed' | 'held', description: string) => {
+    state.lastAttempt = { commit: head, outcome, description, at: now().toISOString() };
+    await writeState(config.stateDir, state);
+  };
+  const report = async (stateName: CommitState, description: string) => {
+    const update: StatusUpdate = { tenantCommit: head, state: stateName, description };
+    if (fetched?.sourceCommit) update.sourceCommit = fetched.sourceCommit;
+    await deps.report(update);
+  };
+
+  let journal: Journal | undefined;
+  let plan: ApplyPlan | undefined;
+  try {
+    checkpoint('fetch');
+    await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) });
+    checkpoint('verify');
+    const from = state.lastApplied?.commit;
+    if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
+      throw new ApplyRefusedError(`${head.slice(0, 12)} does not descend from the applied ${from.slice(0, 12)} (history rewritten)`);
+    }
+    fetched = await readTenantCommit(config, head);
+    await report('pending', `applying ${fetched.manifest.imageTag}`);
+
+    checkpoint('plan');
+    const envFile = await localFiles.readManaged(config.installDir, '.env');
+    const envText = envFile?.content.toString('utf8');
+    const generate = deps.generateSecret ?? defaultSecret;
+    const generatedSecrets = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).map((name) => [name, generate()]));
+    const input: Parameters<typeof planApply>[0] = {
+      installDir: config.installDir,
+      manifest: fetched.manifest,
+      files: fetched.files,
+      generatedSecrets,
+    };
+    if (state.lastApplied) input.previousManifest = state.lastApplied.manifest;
+    if (envText !== undefined) input.envText = envText;
+    plan = await planApply(input);
+    for (const kept of plan.kept) log(`plan: keeping ${kept.path}: ${kept.reason}`);
+    if (plan.coverage.missing.length > 0) {
+      throw new ApplyRefusedError(`missing ${plan.coverage.missing.join(', ')}`, plan.coverage.missing);
+    }
+    const changes = plan.files.filter((f) => f.action !== 'none').map((f) => `${f.status} ${f.path}`);
+    log(`plan: ${changes.length ? changes.join(', ') : 'no file changes'}; env ${[...plan.env.changed, ...plan.env.added].join(', ') || 'unchanged'}`);
+
+    checkpoint('stage');
+    const staging = await stageApply(plan, stagingDirFor(config.installDir));
+    const staged: ComposeTarget = { dir: staging, project: config.composeProject };
+    checkpoint('config');
+    await compose.config(staged);
+    checkpoint('pull');
+    await compose.pull(staged);
+
+    // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
+    step = 'swap';
+    log(`swap: ${head.slice(0, 12)}`);
+    journal = await startApplyJournal(plan, { stateDir: config.stateDir, targetCommit: head, ...(state.lastApplied ? { fromCommit: state.lastApplied.commit } : {}), stagingDir: staging });
+    await backupAndSwap(plan, journal);
+    step = 'env patch';
+    const env = await patchInstalledEnv(plan, journal);
+    log(`env patch: changed ${env.changed.join(', ') || 'none'}; added ${env.added.join(', ') || 'none'}`);
+    step = 'up';
+    log(`up: ${head.slice(0, 12)}`);
+    await compose.up(target);
+    await setPhase(journal, 'up');
+    step = 'health';
+    const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
+    if (!health.ok) throw new ComposeStepError('health', health.detail);
+    await setPhase(journal, 'verified');
+
+    const description = `${fetched.manifest.imageTag} up, ${health.detail}${opts.heal ? ' (drift healed)' : ''}`;
+    const applied: NonNullable<AgentState['lastApplied']> = { commit: head, manifest: fetched.manifest, appliedAt: now().toISOString() };
+    if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
+    state.lastApplied = applied;
+    await record('applied', description);
+    await finishJournal(journal);
+    log(`verified: ${description}`);
+    await report('success', description);
+    return { kind: 'applied', commit: head, description };
+  } catch (err) {
+    if (err instanceof AbandonedError) {
+      await rm(stagingDirFor(config.installDir), { recursive: true, force: true });
+      log(err.message);
+      return { kind: 'error', description: err.message };
+    }
+    if (err instanceof ApplyRefusedError) {
+      const description = err.message;
+      log(description);
+      await record('refused', description);
+      await report('failure', description);
+      return { kind: 'refused', commit: head, description, missing: err.missing };
+    }
+    let description = describeFailure(step, err);
+    if (journal) {
+      description = `${description}; rolled back`;
+      try {
+        await rollBack(deps, journal);
+      } catch (rollbackErr) {
+        description = `${describeFailure(step, err)}; ROLLBACK FAILED: ${(rollbackErr as Error).message}`;
+      }
+    } else {
+      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
+    }
+    log(description);
+    // Failures before the swap (fetch, pull...) are retried next poll; after it, only a new commit is tried.
+    await record(journal ? 'held' : 'failed', description);
+    if (err instanceof GitError && !fetched) return { kind: 'error', description };
+    await report('failure', description);
+    return { kind: 'failed', commit: head, step, description };
+  }
+}
+
+/** Puts the previous files back and brings the previous stack up again. */
+async function rollBack(deps: ReconcileDeps, journal: Journal): Promise<void> {
+  const restored = await restoreBackup(journal);
+  deps.log(`rollback: restored ${restored.restored.join(', ') || 'nothing'}; removed ${restored.removed.join(', ') || 'nothing'}`);
+  await deps.compose.up(installTarget(deps.config));
+  await finishJournal(journal);
+}
+
+/** Finishes or rolls back an apply a crash interrupted, before anything else happens. */
+async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentState> {
+  const { config, compose, log } = deps;
+  const decision = await recoverFromJournal(config.stateDir);
+  if (decision.action === 'none') return state;
+  const commit = decision.journal.record.targetCommit;
+  const target = installTarget(config);
+  if (decision.action === 'rolled-back') {
+    log(`recover: interrupted at ${decision.interruptedAt}; rolled back ${commit.slice(0, 12)}`);
+    if (decision.restartOldStack) await compose.up(target);
+    await finishJournal(decision.journal);
+    return state;
+  }
+  const fetched = await readTenantCommit(config, commit);
+  if (decision.action === 'roll-forward') {
+    log(`recover: interrupted at ${decision.interruptedAt}; finishing ${commit.slice(0, 12)}`);
+    try {
+      await compose.up(target);
+      const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
+      if (!health.ok) throw new ComposeStepError('health', health.detail);
+    } catch (e) {
+      const description = `${describeFailure('recovery', e)}; rolled back`;
+      await rollBack(deps, decision.journal);
+      state.lastAttempt = { commit, outcome: 'held', description, at: new Date().toISOString() };
+      await writeState(config.stateDir, state);
+      await deps.report({ tenantCommit: commit, ...(fetched.sourceCommit ? { sourceCommit: fetched.sourceCommit } : {}), state: 'failure', description });
+      return state;
+    }
+  }
+  const applied: NonNullable<AgentState['lastApplied']> = { commit, manifest: fetched.manifest, appliedAt: new Date().toISOString() };
+  if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
+  state.lastApplied = applied;
+  const description = `${fetched.manifest.imageTag} up (finished after restart)`;
+  state.lastAttempt = { commit, outcome: 'applied', description, at: new Date().toISOString() };
+  await writeState(config.stateDir, state);
+  await finishJournal(decision.journal);
+  await deps.report({ tenantCommit: commit, ...(fetched.sourceCommit ? { sourceCommit: fetched.sourceCommit } : {}), state: 'success', description });
+  return state;
+}

@@ -1,0 +1,61 @@
+// Status delivery: every status is queued in the on-disk outbox first and then
+// flushed, so an unreachable GitHub delays statuses but never loses or reorders them.
+import type { StatusOutbox } from './status-outbox.js';
+import { githubStatusAccepted, githubStatusSend, logStatusSend } from './status-outbox.js';
+import { createGitHubClient, parseRepoSlug } from '../renderer/core/github.js';
+import type { AgentConfig } from './config.js';
+import type { StatusUpdate } from './reconcile.js';
+
+export interface StatusReporter {
+  report(update: StatusUpdate): Promise<void>;
+  /** Sends what is still queued (called on every poll). */
+  flush(): Promise<void>;
+}
+
+export function statusContext(config: Pick<AgentConfig, 'tenant'>, prefix = 'flotilla/'): string {
+  return `${prefix}${config.tenant}`;
+}
+
+export function createStatusReporter(
+  config: AgentConfig,
+  outbox: StatusOutbox,
+  log: (line: string) => void,
+  fetchImpl?: typeof globalThis.fetch,
+): StatusReporter {
+  const context = statusContext(config);
+  const repo = config.githubRepo ? parseRepoSlug(config.githubRepo, 'FLOTILLA_GITHUB_REPO') : undefined;
+  let send = logStatusSend(log);
+  let accepted: ReturnType<typeof githubStatusAccepted> | undefined;
+  if (config.githubToken && repo) {
+    const client = createGitHubClient({
+      token: config.githubToken,
+      baseUrl: config.githubApi,
+      ...(fetchImpl ? { fetch: fetchImpl } : {}),
+      log: { debug: () => undefined, info: () => undefined, warn: log, error: log },
+    });
+    send = githubStatusSend(client);
+    accepted = githubStatusAccepted(client);
+  } else if (config.githubToken) {
+    log('statuses: FLOTILLA_GITHUB_REPO is not set and cannot be derived from FLOTILLA_REPO; statuses go to the log only');
+  }
+  const owner = repo?.owner ?? 'local';
+  const name = repo?.repo ?? 'local';
+
+  const flush = async () => {
+    const result = await outbox.flush(send, accepted ? { isAlreadyAccepted: accepted } : {});
+    if (result.stopped) {
+      const why = result.stopped.reason === 'budget' ? `rate budget, retry in ${Math.ceil(result.stopped.retryInMs / 1000)} s` : (result.stopped.error as Error).message;
+      log(`statuses: ${result.pending} waiting in the outbox (${why})`);
+    }
+  };
+  return {
+    flush,
+    async report(update) {
+      const shas = [update.tenantCommit, ...(update.sourceCommit && update.sourceCommit !== update.tenantCommit ? [update.sourceCommit] : [])];
+      for (const sha of shas) {
+        await outbox.enqueue({ owner, repo: name, sha, state: update.state, context, description: update.description });
+      }
+      await flush();
+    },
+  };
+}

@@ -1,0 +1,159 @@
+// `flotilla plan --base REF [--head REF]`: render both sides of a change on a local
+// checkout and report, per tenant and per file, what it does; exit 1 when an image
+// tag the change moves to is missing from its registry.
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { FlotillaError, RegistryError, SettingError } from '../core/errors.js';
+import { FLEET_FILE, loadFleetFromFiles, type Fleet } from '../fleet.js';
+import type { CliIo, GlobalOptions } from '../main.js';
+import {
+  buildPlan,
+  readFleetFilesAtRef,
+  readFleetFilesFromDir,
+  type FleetFiles,
+  type PlanReport,
+  type RegistryCheck,
+  type RenderedSide,
+} from '../plan.js';
+import { renderPlanJson, renderPlanMarkdown } from '../plan-markdown.js';
+import { tagExists, type RegistryCredentials } from '../registry.js';
+import { compileTemplates, renderFleet, type RenderSource } from '../render.js';
+import { resolveSource } from './render.js';
+
+export interface PlanRepoOptions {
+  /** Repository root (a git checkout). */
+  root: string;
+  base: string;
+  /** A ref; the working tree when undefined. */
+  head?: string;
+  registryCheck?: RegistryCheck;
+}
+
+const TEMPLATES_PREFIX = 'templates/';
+
+/** Templates keyed by path under templates/, as compileTemplates takes them. */
+function templateInputs(inputs: FleetFiles): { files: Map<string, string>; modes: Map<string, number> } {
+  const files = new Map<string, string>();
+  const modes = new Map<string, number>();
+  for (const [path, content] of inputs.files) {
+    if (!path.startsWith(TEMPLATES_PREFIX)) continue;
+    const rel = path.slice(TEMPLATES_PREFIX.length);
+    files.set(rel, content);
+    modes.set(rel, inputs.modes.get(path) ?? 0o644);
+  }
+  return { files, modes };
+}
+
+function renderSide(inputs: FleetFiles, source: RenderSource): { fleet: Fleet; rendered: RenderedSide[] } {
+  const fleet = loadFleetFromFiles(inputs.files);
+  const { files, modes } = templateInputs(inputs);
+  return { fleet, rendered: renderFleet(fleet, compileTemplates(files, modes), source) };
+}
+
+/**
+ * Renders base and head with the same source (so headers naming the source commit
+ * match) and builds the plan. A head that does not load is an error; a base that
+ * does not (a first PR, or one fixing a broken main) is a note, every file then new.
+ */
+export async function planRepo(opts: PlanRepoOptions): Promise<PlanReport> {
+  const baseInputs = await readFleetFilesAtRef(opts.root, opts.base);
+  const headInputs = opts.head ? await readFleetFilesAtRef(opts.root, opts.head) : await readFleetFilesFromDir(opts.root);
+  const headCommit = 'commit' in headInputs ? (headInputs.commit as string) : undefined;
+  const source = await resolveSource(opts.root, headCommit ? { commit: headCommit } : {});
+
+  const head = renderSide(headInputs, source);
+  const notes: string[] = [];
+  let base: RenderedSide[] = [];
+  if (!baseInputs.files.has(FLEET_FILE)) {
+    notes.push(`The base (${opts.base}) has no ${FLEET_FILE}: every tenant shows as new.`);
+  } else {
+    try {
+      base = renderSide(baseInputs, source).rendered;
+    } catch (e) {
+      if (!(e instanceof FlotillaError)) throw e;
+      notes.push(`The base (${opts.base}) could not be rendered, so every file shows as new: ${e.message.split('\n')[0]}`);
+    }
+  }
+  const planInput: Parameters<typeof buildPlan>[0] = {
+    base,
+    head: head.rendered,
+    fleet: head.fleet,
+    baseSide: { ref: opts.base, commit: baseInputs.commit },
+    headSide: headCommit ? { ref: opts.head ?? 'HEAD', commit: headCommit } : { ref: 'working tree' },
+    notes,
+  };
+  if (opts.registryCheck) planInput.registryCheck = opts.registryCheck;
+  return buildPlan(planInput);
+}
+
+/** Registry credentials from FLOTILLA_REGISTRY_USERNAME / FLOTILLA_REGISTRY_PASSWORD, when both are set. */
+export function registryCredentials(env: Record<string, string | undefined>): RegistryCredentials | undefined {
+  const username = env.FLOTILLA_REGISTRY_USERNAME;
+  const password = env.FLOTILLA_REGISTRY_PASSWORD;
+  return username && password ? { username, password } : undefined;
+}
+
+/** The registry check plan uses: tagExists, with any failure reported as an error result. */
+export function registryCheckFor(env: Record<string, string | undefined>, doFetch?: typeof fetch): RegistryCheck {
+  const credentials = registryCredentials(env);
+  return async (image, tag) => {
+    try {
+      const opts: Parameters<typeof tagExists>[2] = {};
+      if (credentials) opts.credentials = credentials;
+      if (doFetch) opts.fetch = doFetch;
+      return (await tagExists(image, tag, opts)) ? 'present' : 'missing';
+    } catch (e) {
+      return { error: e instanceof FlotillaError ? e.message : String(e) };
+    }
+  };
+}
+
+/** The error `plan` exits with after printing a plan whose tag check failed. */
+export function tagCheckFailure(report: PlanReport): RegistryError | undefined {
+  const failed = report.tagChecks.filter((c) => c.result !== 'present');
+  if (failed.length === 0) return undefined;
+  const first = failed[0]!;
+  const what = failed.map((c) => `${c.image}:${c.tag} ${c.result === 'missing' ? 'is missing' : 'could not be checked'}`);
+  return new RegistryError(`${first.image}:${first.tag}`, `image tag check failed: ${what.join('; ')}`);
+}
+
+export interface PlanCliOptions {
+  base?: string;
+  head?: string;
+  format: 'markdown' | 'json';
+  out?: string;
+  registryCheck: boolean;
+}
+
+/** Adds --base/--head/--no-registry-check, shared by `plan` and `comment`. */
+export function addPlanOptions(command: Command, baseRequired: boolean): Command {
+  const base = new Option('--base <ref>', 'ref the change is compared against (e.g. origin/main or a commit id)');
+  if (baseRequired) base.makeOptionMandatory();
+  return command
+    .addOption(base)
+    .option('--head <ref>', 'ref holding the change (default: the working tree)')
+    .option('--no-registry-check', 'do not ask the registry whether moved image tags exist');
+}
+
+export function registerPlan(program: Command, io: CliIo): void {
+  addPlanOptions(
+    program.command('plan').description('show what a change does to every tenant: files, env, coverage, blast radius, tag check'),
+    true,
+  )
+    .addOption(new Option('--format <format>', 'output format').choices(['markdown', 'json']).default('markdown'))
+    .option('--out <file>', 'write the plan to this file instead of stdout')
+    .action(async (opts: PlanCliOptions) => {
+      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      if (!opts.base) throw new SettingError('--base', 'is required');
+      const planOpts: PlanRepoOptions = { root, base: opts.base };
+      if (opts.head) planOpts.head = opts.head;
+      if (opts.registryCheck) planOpts.registryCheck = registryCheckFor(io.env);
+      const report = await planRepo(planOpts);
+      const text = opts.format === 'json' ? renderPlanJson(report) : renderPlanMarkdown(report);
+      if (opts.out) await writeFile(resolve(io.cwd, opts.out), text);
+      else io.stdout(text);
+      const failure = tagCheckFailure(report);
+      if (failure) throw failure;
+    });
+}

@@ -1,0 +1,121 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseManifest } from './core/manifest.js';
+import { reportError, runCli, type CliIo } from './main.js';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
+const temps: string[] = [];
+
+afterEach(async () => {
+  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-'));
+  temps.push(dir);
+  return dir;
+}
+
+/** A repo root with the real templates and either the real fleet or a fixture one. */
+async function repoWith(fleetDir = join(repoRoot, 'fleet')): Promise<string> {
+  const root = await tempDir();
+  await cp(join(repoRoot, 'templates'), join(root, 'templates'), { recursive: true });
+  await cp(fleetDir, join(root, 'fleet'), { recursive: true });
+  return root;
+}
+
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), cwd: repoRoot, env: {} };
+  const code = await runCli(args, io);
+  return { code, stdout, stderr };
+}
+
+describe('flotilla check', () => {
+  it('passes on the repository itself', async () => {
+    const r = await run(['--root', repoRoot, 'check']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^ok: \d+ tenants \(1 paused\)/);
+  });
+
+  it('exits 1 listing every problem in every file', async () => {
+    const root = await repoWith(join(fixtures, 'broken-fleet'));
+    const r = await run(['--root', root, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(/^flotilla: fleet\/tenants\/linda\.yaml:2: imageTag: "v2\.10\.3\+hotfix" is not a valid image tag/),
+      expect.stringMatching(/^fleet\/tenants\/pia\.yaml:3: pasued: unknown key/),
+      'fleet/tenants/soroush.yaml:4: env.SMTP_HOST: duplicate key "SMTP_HOST": each key may appear once',
+      'fleet/fleet.yaml:21: waves[0].tenants[1]: unknown tenant "marcele" (no file fleet/tenants/marcele.yaml)',
+    ]);
+  });
+
+  it('reports a template bug once, naming the tenants it breaks', async () => {
+    const root = await repoWith();
+    const api = join(root, 'templates/nginx/conf.d/api.conf.hbs');
+    await writeFile(api, (await readFile(api, 'utf8')).replace('server_name api.{{domain}};', 'server_name api.{{domian}};'));
+    const r = await run(['--root', root, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^flotilla: templates\/nginx\/conf\.d\/api\.conf\.hbs:4 \(tenant bnkops, linda, marcelle, pia, soroush and 1 more\): variable "domian" is not defined/,
+    );
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
+  it('lists a fleet problem and a template syntax error together', async () => {
+    const root = await repoWith();
+    await writeFile(join(root, 'fleet/tenants/pia.yaml'), 'mode: managed\nimageTag: ""\n');
+    await writeFile(join(root, 'templates/nginx/conf.d/api.conf.hbs'), '# api\nserver_name {{#if domain}};\n');
+    const r = await run(['--root', root, 'check']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('fleet/tenants/pia.yaml:2: imageTag: "" is not a valid image tag');
+    expect(r.stderr).toMatch(/templates\/nginx\/conf\.d\/api\.conf\.hbs:3: syntax error/);
+  });
+});
+
+describe('flotilla render', () => {
+  it('writes one folder per tenant asked for, with modes and the manifest', async () => {
+    const out = await tempDir();
+    const r = await run(['--root', repoRoot, 'render', '--tenant', 'linda', 'pia', '--out', out, '--commit', 'c'.repeat(40)]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const manifest = parseManifest(await readFile(join(out, 'linda/.flotilla/manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ tenant: 'linda', source: { commit: 'c'.repeat(40) } });
+    for (const f of manifest.files) expect((await stat(join(out, 'linda', f.path))).mode & 0o777).toBe(f.mode);
+    await expect(stat(join(out, 'pia/docker-compose.yml'))).resolves.toBeTruthy();
+    await expect(stat(join(out, 'marcelle'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('replaces what an earlier render left in a tenant folder', async () => {
+    const out = await tempDir();
+    await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out]);
+    await writeFile(join(out, 'pia/stale.conf'), 'left over\n');
+    await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out]);
+    await expect(stat(join(out, 'pia/stale.conf'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('exits 2 for an unknown tenant and names it', async () => {
+    const out = await tempDir();
+    const r = await run(['--root', repoRoot, 'render', '--tenant', 'lindaa', '--out', out]);
+    expect(r).toMatchObject({ code: 2, stderr: 'flotilla: --tenant: no tenant "lindaa" in fleet/tenants/\n' });
+  });
+});
+
+describe('error reporting', () => {
+  it('turns an unexpected error into exit 70 with its stack', () => {
+    let stderr = '';
+    const code = reportError(new TypeError('boom'), { stderr: (s) => void (stderr += s) });
+    expect(code).toBe(70);
+    expect(stderr).toMatch(/internal error[\s\S]*TypeError: boom\n\s+at /);
+  });
+
+  it('exits with commander’s code for a usage error', async () => {
+    const r = await run(['render']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("required option '--out <dir>' not specified");
+  });
+});
