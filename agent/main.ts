@@ -18,7 +18,7 @@ import { envCheck, formatEnvCheck } from './env-check.js';
 import { acquireLock } from './lock.js';
 import { renderPlanText } from './plan-text.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
-import { createStatusReporter } from './report.js';
+import { createStatusReporter, type StatusClientOptions } from './report.js';
 import { readState } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
@@ -30,6 +30,8 @@ export interface AgentIo {
   /** Tests inject a recording compose runner and a fetch pointed at the GitHub stand-in. */
   compose?: ComposeRunner;
   fetch?: typeof globalThis.fetch;
+  /** Retry and throttle settings of the status client (tests shorten the waits). */
+  statusClient?: StatusClientOptions;
   /** Resolved when the daemon should stop (SIGTERM/SIGINT in the real process). */
   stopSignal?: AbortSignal;
 }
@@ -53,7 +55,7 @@ function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
 async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal): Promise<ReconcileOutcome> {
   const log = logger(io, config.tenant);
   const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
-  const reporter = createStatusReporter(config, outbox, log, io.fetch);
+  const reporter = createStatusReporter(config, outbox, log, { ...io.statusClient, ...(io.fetch ? { fetch: io.fetch } : {}) });
   await reporter.flush();
   const outcome = await reconcileOnce({
     config,
@@ -120,11 +122,15 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       };
       log(`started: ${config.branch} -> ${config.installDir}, schedule "${config.schedule}"`);
       running = tick();
+      // Jittered polls not started yet; cleared on stop so the process can exit at once.
+      const waiting = new Set<NodeJS.Timeout>();
       const task = cron.schedule(config.schedule, () => {
         const jitter = Math.random() * config.jitterSeconds * 1000;
-        setTimeout(() => {
+        const timer = setTimeout(() => {
+          waiting.delete(timer);
           running = tick();
         }, jitter);
+        waiting.add(timer);
       });
       await new Promise<void>((resolve) => {
         if (stop.aborted) resolve();
@@ -132,6 +138,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       });
       log('stopping: finishing the current step');
       await task.stop();
+      for (const timer of waiting) clearTimeout(timer);
       await running;
       await lock.release();
       log('stopped');

@@ -5,7 +5,7 @@
 // restores the backup and brings the old stack back up.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import {
   ApplyRefusedError,
   ComposeStepError,
@@ -13,7 +13,7 @@ import {
   GitError,
   ManifestError,
 } from '../renderer/core/errors.js';
-import { fetchBranch, isAncestor, readCommitFiles, remoteBranchHead, sourceTrailer, type GitAuth } from '../renderer/core/git.js';
+import { fetchBranch, hasObject, isAncestor, readCommitFiles, remoteBranchHead, sourceTrailer, type GitAuth } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
 import type { CommitState } from '../renderer/core/github.js';
 import {
@@ -83,6 +83,27 @@ class AbandonedError extends FlotillaError {
 
 export function defaultSecret(): string {
   return randomBytes(32).toString('base64url');
+}
+
+/** The environment variable of the crash test hook; see crashPointForTests. */
+export const TEST_CRASH_VARIABLE = 'FLOTILLA_TEST_CRASH_AFTER';
+
+/**
+ * Test hook only: with FLOTILLA_TEST_CRASH_AFTER=<step> (`swap`, `env-patch`, `up`) the
+ * process kills itself with SIGKILL right after that step, as a power cut would, so the
+ * recovery path can be shown on the real CLI. Never set in production.
+ */
+function crashPointForTests(step: 'swap' | 'env-patch' | 'up'): void {
+  if (process.env[TEST_CRASH_VARIABLE] === step) process.kill(process.pid, 'SIGKILL');
+}
+
+const COMPOSE_FILE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yml', 'docker-compose.yaml'];
+
+async function hasComposeFile(dir: string): Promise<boolean> {
+  for (const name of COMPOSE_FILE_NAMES) {
+    if (await access(join(dir, name)).then(() => true, () => false)) return true;
+  }
+  return false;
 }
 
 function gitdirOf(config: AgentConfig): string {
@@ -189,22 +210,31 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutco
     await writeState(config.stateDir, state);
     return { kind: 'noop', commit: head, drift };
   }
-  // A commit that failed after the swap (or was refused) is not retried until the branch moves:
-  // retrying would take the stack down and up again every poll. Pre-swap failures are retried.
-  const attempt = state.lastAttempt;
-  if (attempt?.commit === head && (attempt.outcome === 'refused' || attempt.outcome === 'held')) {
+  // A commit that failed after the swap is not retried until the branch moves: retrying
+  // would take the stack down and up again every poll. Pre-swap failures (a registry
+  // down, a tag not pushed yet) are retried. A refusal for missing variables is
+  // re-planned, because the operator fixes it on the host by editing `.env`; a history
+  // rewrite once the operator allows non-fast-forwards. Retries are quiet: the commit
+  // already shows the failure, and a status every poll would flap the PR and run into
+  // GitHub's cap of 1,000 statuses per commit and context.
+  const attempt = state.lastAttempt?.commit === head ? state.lastAttempt : undefined;
+  const retry =
+    attempt?.outcome === 'failed' ||
+    (attempt?.outcome === 'refused' && (attempt.missing?.length || config.allowNonFastForward));
+  if (attempt && attempt.outcome !== 'applied' && !retry) {
     await writeState(config.stateDir, state);
     return { kind: 'noop', commit: head, drift: [] };
   }
   await writeState(config.stateDir, state);
-  return apply(deps, state, head, { heal: false });
+  return apply(deps, state, head, { heal: false, ...(retry ? { quietUnless: attempt.description } : {}) });
 }
 
 async function apply(
   deps: ReconcileDeps,
   state: AgentState,
   head: string,
-  opts: { heal: boolean },
+  /** quietUnless: a retry; no pending until it gets past pull, no status while it fails the same way. */
+  opts: { heal: boolean; quietUnless?: string },
 ): Promise<ReconcileOutcome> {
   const { config, compose, log } = deps;
   const now = deps.now ?? (() => new Date());
@@ -216,8 +246,8 @@ async function apply(
     if (deps.signal?.aborted) throw new AbandonedError(next);
     log(`${next}: ${head.slice(0, 12)}`);
   };
-  const record = async (outcome: 'applied' | 'refused' | 'failed' | 'held', description: string) => {
-    state.lastAttempt = { commit: head, outcome, description, at: now().toISOString() };
+  const record = async (outcome: 'applied' | 'refused' | 'failed' | 'held', description: string, missing?: string[]) => {
+    state.lastAttempt = { commit: head, outcome, description, at: now().toISOString(), ...(missing?.length ? { missing } : {}) };
     await writeState(config.stateDir, state);
   };
   const report = async (stateName: CommitState, description: string) => {
@@ -230,14 +260,17 @@ async function apply(
   let plan: ApplyPlan | undefined;
   try {
     checkpoint('fetch');
-    await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) });
+    // A commit fetched by an earlier pass (a retry, a heal) is not fetched again.
+    if (!(await hasObject(gitdirOf(config), head).catch(() => false)))
+      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) });
     checkpoint('verify');
     const from = state.lastApplied?.commit;
     if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
       throw new ApplyRefusedError(`${head.slice(0, 12)} does not descend from the applied ${from.slice(0, 12)} (history rewritten)`);
     }
     fetched = await readTenantCommit(config, head);
-    await report('pending', `applying ${fetched.manifest.imageTag}`);
+    const pending = `applying ${fetched.manifest.imageTag}`;
+    if (opts.quietUnless === undefined) await report('pending', pending);
 
     checkpoint('plan');
     const envFile = await localFiles.readManaged(config.installDir, '.env');
@@ -268,18 +301,23 @@ async function apply(
     checkpoint('pull');
     await compose.pull(staged);
 
+    if (opts.quietUnless !== undefined) await report('pending', pending);
     // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
     step = 'swap';
     log(`swap: ${head.slice(0, 12)}`);
     journal = await startApplyJournal(plan, { stateDir: config.stateDir, targetCommit: head, ...(state.lastApplied ? { fromCommit: state.lastApplied.commit } : {}), stagingDir: staging });
     await backupAndSwap(plan, journal);
+    crashPointForTests('swap');
     step = 'env patch';
     const env = await patchInstalledEnv(plan, journal);
+    // Names only: the values may be host secrets.
     log(`env patch: changed ${env.changed.join(', ') || 'none'}; added ${env.added.join(', ') || 'none'}`);
+    crashPointForTests('env-patch');
     step = 'up';
     log(`up: ${head.slice(0, 12)}`);
     await compose.up(target);
     await setPhase(journal, 'up');
+    crashPointForTests('up');
     step = 'health';
     const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
     if (!health.ok) throw new ComposeStepError('health', health.detail);
@@ -302,16 +340,20 @@ async function apply(
     }
     if (err instanceof ApplyRefusedError) {
       const description = err.message;
+      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
+      if (description === opts.quietUnless) {
+        log(`${description} (unchanged since the last poll)`);
+        return { kind: 'refused', commit: head, description, missing: err.missing };
+      }
       log(description);
-      await record('refused', description);
+      await record('refused', description, err.missing);
       await report('failure', description);
       return { kind: 'refused', commit: head, description, missing: err.missing };
     }
     let description = describeFailure(step, err);
     if (journal) {
-      description = `${description}; rolled back`;
       try {
-        await rollBack(deps, journal);
+        description = `${description}; ${await rollBack(deps, journal)}`;
       } catch (rollbackErr) {
         description = `${describeFailure(step, err)}; ROLLBACK FAILED: ${(rollbackErr as Error).message}`;
       }
@@ -322,17 +364,44 @@ async function apply(
     // Failures before the swap (fetch, pull...) are retried next poll; after it, only a new commit is tried.
     await record(journal ? 'held' : 'failed', description);
     if (err instanceof GitError && !fetched) return { kind: 'error', description };
+    if (!journal && description === opts.quietUnless) {
+      log('(the same failure as on the last poll; status unchanged)');
+      return { kind: 'failed', commit: head, step, description };
+    }
     await report('failure', description);
     return { kind: 'failed', commit: head, step, description };
   }
 }
 
-/** Puts the previous files back and brings the previous stack up again. */
-async function rollBack(deps: ReconcileDeps, journal: Journal): Promise<void> {
+/**
+ * Puts the previous files back and brings the previous stack up again, waiting for it
+ * to be healthy so the status says what is running now. Returns that, for the status.
+ */
+async function rollBack(deps: ReconcileDeps, journal: Journal): Promise<string> {
   const restored = await restoreBackup(journal);
   deps.log(`rollback: restored ${restored.restored.join(', ') || 'nothing'}; removed ${restored.removed.join(', ') || 'nothing'}`);
-  await deps.compose.up(installTarget(deps.config));
+  const result = await bringPreviousStackBack(deps, journal);
   await finishJournal(journal);
+  deps.log(`rollback: ${result}`);
+  return result;
+}
+
+/**
+ * After the files are restored: `up` the previous stack, or, when this host had no
+ * stack before (a first apply), take the new one down with the staged tree (the
+ * journal's staging dir, still there until finishJournal) under the same project name.
+ */
+async function bringPreviousStackBack(deps: ReconcileDeps, journal: Journal): Promise<string> {
+  const { config, compose } = deps;
+  const target = installTarget(config);
+  if (!(await hasComposeFile(config.installDir))) {
+    const staging = journal.record.stagingDir;
+    if (staging && (await hasComposeFile(staging))) await compose.down({ dir: staging, project: config.composeProject });
+    return 'rolled back (no previous stack; the new one is down)';
+  }
+  await compose.up(target);
+  const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
+  return health.ok ? `rolled back, previous stack ${health.detail}` : `rolled back, but the previous stack is not well: ${health.detail}`;
 }
 
 /** Finishes or rolls back an apply a crash interrupted, before anything else happens. */
@@ -344,7 +413,7 @@ async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentSta
   const target = installTarget(config);
   if (decision.action === 'rolled-back') {
     log(`recover: interrupted at ${decision.interruptedAt}; rolled back ${commit.slice(0, 12)}`);
-    if (decision.restartOldStack) await compose.up(target);
+    if (decision.restartOldStack) log(`recover: ${await bringPreviousStackBack(deps, decision.journal)}`);
     await finishJournal(decision.journal);
     return state;
   }
@@ -356,8 +425,7 @@ async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentSta
       const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
       if (!health.ok) throw new ComposeStepError('health', health.detail);
     } catch (e) {
-      const description = `${describeFailure('recovery', e)}; rolled back`;
-      await rollBack(deps, decision.journal);
+      const description = `${describeFailure('recovery', e)}; ${await rollBack(deps, decision.journal)}`;
       state.lastAttempt = { commit, outcome: 'held', description, at: new Date().toISOString() };
       await writeState(config.stateDir, state);
       await deps.report({ tenantCommit: commit, ...(fetched.sourceCommit ? { sourceCommit: fetched.sourceCommit } : {}), state: 'failure', description });

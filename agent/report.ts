@@ -2,7 +2,7 @@
 // flushed, so an unreachable GitHub delays statuses but never loses or reorders them.
 import type { StatusOutbox } from './status-outbox.js';
 import { githubStatusAccepted, githubStatusSend, logStatusSend } from './status-outbox.js';
-import { createGitHubClient, parseRepoSlug } from '../renderer/core/github.js';
+import { createGitHubClient, parseRepoSlug, type GitHubClientOptions } from '../renderer/core/github.js';
 import type { AgentConfig } from './config.js';
 import type { StatusUpdate } from './reconcile.js';
 
@@ -16,11 +16,20 @@ export function statusContext(config: Pick<AgentConfig, 'tenant'>, prefix = 'flo
   return `${prefix}${config.tenant}`;
 }
 
+/** How the agent's status client retries and waits; tests make the waits short. */
+export type StatusClientOptions = Pick<GitHubClientOptions, 'fetch' | 'retry' | 'throttle' | 'timeoutMs'>;
+
+/**
+ * The outbox is the agent's real retry (every poll flushes it), and an apply waits for
+ * each report, so a GitHub outage must cost seconds, not the client's default minutes.
+ */
+export const AGENT_STATUS_CLIENT: StatusClientOptions = { retry: { retries: 1, baseDelayMs: 500 }, timeoutMs: 10_000 };
+
 export function createStatusReporter(
   config: AgentConfig,
   outbox: StatusOutbox,
   log: (line: string) => void,
-  fetchImpl?: typeof globalThis.fetch,
+  clientOptions: StatusClientOptions = {},
 ): StatusReporter {
   const context = statusContext(config);
   const repo = config.githubRepo ? parseRepoSlug(config.githubRepo, 'FLOTILLA_GITHUB_REPO') : undefined;
@@ -28,9 +37,10 @@ export function createStatusReporter(
   let accepted: ReturnType<typeof githubStatusAccepted> | undefined;
   if (config.githubToken && repo) {
     const client = createGitHubClient({
+      ...AGENT_STATUS_CLIENT,
+      ...clientOptions,
       token: config.githubToken,
       baseUrl: config.githubApi,
-      ...(fetchImpl ? { fetch: fetchImpl } : {}),
       log: { debug: () => undefined, info: () => undefined, warn: log, error: log },
     });
     send = githubStatusSend(client);

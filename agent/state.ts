@@ -18,6 +18,8 @@ export interface AttemptRecord {
   outcome: 'applied' | 'refused' | 'failed' | 'held';
   description: string;
   at: string;
+  /** Required variables a refusal named: the host can fix those, so the commit is re-planned. */
+  missing?: string[];
 }
 
 export interface AgentState {

@@ -215,12 +215,12 @@ describe('StatusOutbox through the GitHub client and the OpenAPI-checked stand-i
 
     // A hung API, with GitHub accepting the status after the client gave up: the one case a naive retry duplicates.
     standIn.clearFaults();
-    const impatient = client({ timeoutMs: 100, retry: false });
-    standIn.delayNext(400, { phase: 'after', match: { method: 'POST' } });
+    const impatient = client({ timeoutMs: 300, retry: false });
+    standIn.delayNext(1000, { phase: 'after', match: { method: 'POST' } });
     const hung = await outbox.flush(githubStatusSend(impatient));
     expect(hung).toMatchObject({ sent: 0, stopped: { reason: 'failure' } });
     expect(String((hung.stopped as { error: unknown }).error)).toMatch(/no answer in time/);
-    await new Promise((r) => setTimeout(r, 500)); // the late answer lands on the stand-in
+    await standIn.idle(); // the late answer is written (to a client that left)
 
     // The coalesced queue: one status per (commit, context), the newest, in order.
     expect((await outbox.pending()).map((p) => `${p.status.sha.slice(0, 4)} ${p.status.state}`)).toEqual([

@@ -21,7 +21,7 @@ const SOURCE = { repo: 'acme/fleet', commit: 'a'.repeat(40) };
 const slugOf = (i: number) => `tenant-${String(i).padStart(4, '0')}`;
 
 /** About eight small files per tenant, shaped like the real stack's render. */
-function syntheticTenant(i: number, imageTag: string): PublishTenant {
+export function syntheticTenant(i: number, imageTag: string): PublishTenant {
   const slug = slugOf(i);
   const domain = `${slug}.fleet.example.com`;
   const files: RenderedFile[] = [
@@ -52,7 +52,7 @@ function syntheticTenant(i: number, imageTag: string): PublishTenant {
  * (1,000 pushes would measure the setup, not publish). Git builds these trees
  * itself, so publish finding them unchanged also checks its in-memory hashing.
  */
-async function seedWithFastImport(bare: string, tenants: PublishTenant[], prefix: string): Promise<void> {
+export async function seedWithFastImport(bare: string, tenants: PublishTenant[], prefix: string): Promise<void> {
   const chunks: Buffer[] = [];
   const data = (content: string | Uint8Array) => {
     const bytes = typeof content === 'string' ? Buffer.from(content) : Buffer.from(content);

@@ -8,6 +8,11 @@ import { Command, CommanderError } from 'commander';
 import { FlotillaError } from './core/errors.js';
 import { registerCheck } from './commands/check.js';
 import { registerRender } from './commands/render.js';
+import { registerPublish } from './commands/publish.js';
+import { registerPlan } from './commands/plan.js';
+import { registerComment } from './commands/comment.js';
+import { registerBump } from './commands/bump.js';
+import { registerStatus } from './commands/status.js';
 
 /** Where a command writes; tests pass buffers, the real CLI passes the process streams. */
 export interface CliIo {
@@ -27,7 +32,15 @@ export interface GlobalOptions {
 }
 
 // Add a command: write renderer/commands/<name>.ts exporting register<Name>, list it here.
-const COMMANDS: RegisterCommand[] = [registerCheck, registerRender];
+const COMMANDS: RegisterCommand[] = [
+  registerCheck,
+  registerRender,
+  registerPublish,
+  registerPlan,
+  registerComment,
+  registerBump,
+  registerStatus,
+];
 
 /** Exit code for an error Flotilla did not expect: EX_SOFTWARE, an internal bug. */
 export const EXIT_INTERNAL = 70;

@@ -100,20 +100,22 @@ describe('publishTenants against the loopback git server', () => {
 
   it('a second run makes no commit and no push, from the cache or from a fresh work dir', async () => {
     const { server, url, workDir } = await setup();
-    const tenants = [render('linda', 'v2.10.2'), render('omar', 'v2.10.2')];
+    // Enough tenants that a fresh work dir fetches them all in one go.
+    const slugs = Array.from({ length: 10 }, (_, i) => `t${i}`);
+    const tenants = slugs.map((slug) => render(slug, 'v2.10.2'));
     await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_1 });
     const before = await git(['ls-remote', url]);
     server.resetStats();
 
     const again = await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_2 });
-    expect(again).toEqual({ committed: [], unchanged: ['linda', 'omar'], pushed: false });
+    expect(again).toEqual({ committed: [], unchanged: slugs, pushed: false });
     const fresh = await publishTenants({
       repoUrl: url,
       workDir: join(await tempDir('fresh'), 'cache.git'),
       tenants,
       source: SOURCE_2,
     });
-    expect(fresh).toEqual({ committed: [], unchanged: ['linda', 'omar'], pushed: false });
+    expect(fresh).toEqual({ committed: [], unchanged: slugs, pushed: false });
     expect(await git(['ls-remote', url])).toBe(before);
     expect(receivePacks(server)).toBe(0);
   });
@@ -163,6 +165,25 @@ describe('publishTenants against the loopback git server', () => {
     const paths = (await git(['ls-tree', '-r', '--name-only', 'HEAD'], clone)).trim().split('\n');
     expect(paths).not.toContain('nginx/conf.d/services.conf');
     expect(paths).toContain('nginx/conf.d/api.conf');
+  });
+
+  it('a hand-made commit on a tenant branch is built upon and its stray file removed', async () => {
+    const { url, workDir } = await setup();
+    await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v1')], source: SOURCE_1 });
+    const other = await tempDir('other');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, other]);
+    await writeFile(join(other, 'stray.txt'), 'not rendered\n');
+    await git(['add', 'stray.txt'], other);
+    await git(['-c', 'user.name=o', '-c', 'user.email=o@example.invalid', 'commit', '--quiet', '-m', 'stray'], other);
+    await git(['push', '--quiet', 'origin', 'HEAD:refs/heads/tenants/linda'], other);
+    const theirs = (await git(['rev-parse', 'HEAD'], other)).trim();
+
+    const result = await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v1')], source: SOURCE_1 });
+    expect(result.committed).toEqual(['linda']);
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, clone]);
+    expect((await git(['rev-parse', 'HEAD~1'], clone)).trim()).toBe(theirs);
+    expect(await git(['ls-tree', '-r', '--name-only', 'HEAD'], clone)).not.toContain('stray.txt');
   });
 
   it('a push rejected because the branch moved is retried on top of the new commit, never forced', async () => {

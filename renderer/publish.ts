@@ -5,7 +5,9 @@
 // an unchanged fleet costs one ls-refs and no object writes. Objects are written
 // straight into a bare work dir (no checkout, no index).
 import { createHash } from 'node:crypto';
-import git from 'isomorphic-git';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import git, { Errors } from 'isomorphic-git';
 import { GitError, RenderedOutputError } from './core/errors.js';
 import {
   ensureBareRepo,
@@ -18,6 +20,7 @@ import {
   pushBranch,
   remoteBranchHead,
   sanitizeUrl,
+  sourceTrailer,
   type GitAuth,
   type GitDeps,
 } from './core/git.js';
@@ -30,6 +33,13 @@ export interface PublishTenant {
   slug: string;
   /** The whole tree, `.flotilla/manifest.json` included. */
   files: PublishFile[];
+  /**
+   * The same render under another source commit. Headers and the manifest name the
+   * source commit, so every new main commit changes every tree; a branch whose tree
+   * equals this tenant's render under the branch's own `Flotilla-Source` has nothing
+   * new for its host and gets no commit.
+   */
+  renderAt?: (source: { repo: string; commit: string }) => PublishFile[];
 }
 
 export interface PublishOptions {
@@ -157,6 +167,29 @@ async function forEachLimited<T>(items: readonly T[], limit: number, work: (item
   await Promise.all(runners);
 }
 
+const TREE_CACHE_FILE = 'flotilla-tree-cache.json';
+
+async function readTreeCache(gitdir: string): Promise<Map<string, string>> {
+  try {
+    const text = await readFile(join(gitdir, TREE_CACHE_FILE), 'utf8');
+    const parsed = JSON.parse(text) as Record<string, unknown>;
+    return new Map(
+      Object.entries(parsed).filter(
+        (e): e is [string, string] => /^[0-9a-f]{40}$/.test(e[0]) && typeof e[1] === 'string' && /^[0-9a-f]{40}$/.test(e[1]),
+      ),
+    );
+  } catch {
+    // Missing or unreadable: it is only a cache.
+    return new Map();
+  }
+}
+
+async function writeTreeCache(gitdir: string, entries: Map<string, string>): Promise<void> {
+  const file = join(gitdir, TREE_CACHE_FILE);
+  await writeFile(`${file}.tmp`, JSON.stringify(Object.fromEntries(entries)));
+  await rename(`${file}.tmp`, file);
+}
+
 export async function publishTenants(options: PublishOptions): Promise<PublishResult> {
   const {
     repoUrl: url,
@@ -177,34 +210,54 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
     slug: t.slug,
     branch: `${branchPrefix}${t.slug}`,
     tree: buildTree(t.slug, t.files),
+    renderAt: t.renderAt,
   }));
 
   await ensureBareRepo(gitdir, deps);
   const remote = await listRemoteBranches(url, branchPrefix, auth, deps);
+  const fetchOptions = { depth: 1, ...(auth ? { auth } : {}) };
 
-  // The remote tips must be local to read their trees; fetch only what is missing.
-  const missing: string[] = [];
-  for (const t of planned) {
-    const oid = remote.get(t.branch);
-    if (oid && !(await hasObject(gitdir, oid, deps, cache))) missing.push(t.branch);
-  }
-  if (missing.length > 8) {
-    await fetchAllBranches(gitdir, url, { depth: 1, ...(auth ? { auth } : {}) }, deps);
-  } else {
-    for (const branch of missing) {
-      remote.set(branch, await fetchBranch(gitdir, url, branch, { depth: 1, ...(auth ? { auth } : {}) }, deps));
-    }
-  }
-
-  const treeOf = async (commit: string): Promise<string> => {
+  // Commit ids never change meaning, so commit -> tree is cached across runs: an
+  // unchanged fleet then reads no git object at all.
+  const treeCache = await readTreeCache(gitdir);
+  const treeOf = async (commit: string): Promise<string | undefined> => {
+    const known = treeCache.get(commit);
+    if (known) return known;
     try {
-      return (await git.readCommit({ fs, gitdir, oid: commit, cache })).commit.tree;
+      const tree = (await git.readCommit({ fs, gitdir, oid: commit, cache })).commit.tree;
+      treeCache.set(commit, tree);
+      return tree;
     } catch (err) {
+      if (err instanceof Errors.NotFoundError) return undefined;
       throw gitError(`read commit ${commit}`, gitdir, err);
     }
   };
+  const requireTree = async (commit: string): Promise<string> => {
+    const tree = await treeOf(commit);
+    if (!tree) throw new GitError(`read commit ${commit}`, gitdir, 'commit is missing after fetch');
+    return tree;
+  };
+
+  // Remote tips we know nothing about are fetched: one by one when few, in one fetch when many.
+  const unknown: string[] = [];
+  for (const t of planned) {
+    const head = remote.get(t.branch);
+    if (head && !(await treeOf(head))) unknown.push(t.branch);
+  }
+  if (unknown.length > 8) {
+    await fetchAllBranches(gitdir, url, fetchOptions, deps);
+    for (const branch of unknown) {
+      // A branch that moved since ls-refs was fetched at its new tip.
+      if (!(await treeOf(remote.get(branch) as string))) {
+        remote.set(branch, await git.resolveRef({ fs, gitdir, ref: `refs/remotes/origin/${branch}` }));
+      }
+    }
+  } else {
+    for (const branch of unknown) remote.set(branch, await fetchBranch(gitdir, url, branch, fetchOptions, deps));
+  }
 
   const written = new Set<string>();
+  const created = new Map<string, string>();
   const commitTree = async (t: (typeof planned)[number], parent: string | undefined): Promise<void> => {
     try {
       for (const object of t.tree.objects) {
@@ -214,7 +267,7 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
       }
       const timestamp = Math.floor(Date.now() / 1000);
       const who = { ...author, timestamp, timezoneOffset: 0 };
-      await git.commit({
+      const commit = await git.commit({
         fs,
         gitdir,
         ref: `refs/heads/${t.branch}`,
@@ -224,18 +277,43 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
         author: who,
         committer: who,
       });
+      treeCache.set(commit, t.tree.oid);
+      created.set(t.branch, commit);
     } catch (err) {
       throw gitError(`commit ${t.branch}`, gitdir, err);
     }
   };
 
+  // Same tree as the branch holds, once rendered under the source commit the branch names?
+  const sameRenderAsBranch = async (t: (typeof planned)[number], head: string): Promise<boolean> => {
+    if (!t.renderAt) return false;
+    let message: string;
+    try {
+      message = (await git.readCommit({ fs, gitdir, oid: head, cache })).commit.message;
+    } catch (err) {
+      if (err instanceof Errors.NotFoundError) return false;
+      throw gitError(`read commit ${head}`, gitdir, err);
+    }
+    const branchSource = sourceTrailer(message);
+    if (!branchSource || branchSource === source.commit) return false;
+    return buildTree(t.slug, t.renderAt({ repo: source.repo, commit: branchSource })).oid === (await requireTree(head));
+  };
+
   const unchanged = new Set<string>();
   const toPush: (typeof planned)[number][] = [];
   for (const t of planned) {
-    const head = remote.get(t.branch);
-    if (head && (await treeOf(head)) === t.tree.oid) {
+    let head = remote.get(t.branch);
+    if (head && ((await requireTree(head)) === t.tree.oid || (await sameRenderAsBranch(t, head)))) {
       unchanged.add(t.slug);
       continue;
+    }
+    // The parent must be local for the push; the tree cache may have spared us its fetch so far.
+    if (head && !(await hasObject(gitdir, head, deps, cache))) {
+      head = await fetchBranch(gitdir, url, t.branch, fetchOptions, deps);
+      if ((await requireTree(head)) === t.tree.oid || (await sameRenderAsBranch(t, head))) {
+        unchanged.add(t.slug);
+        continue;
+      }
     }
     await commitTree(t, head);
     toPush.push(t);
@@ -250,10 +328,8 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
       }
       // Rejected: someone else moved the branch. Build on their commit, never force.
       const head = await remoteBranchHead(url, t.branch, auth, deps);
-      const fetched = head
-        ? await fetchBranch(gitdir, url, t.branch, { depth: 1, ...(auth ? { auth } : {}) }, deps)
-        : undefined;
-      if (fetched && (await treeOf(fetched)) === t.tree.oid) {
+      const fetched = head ? await fetchBranch(gitdir, url, t.branch, fetchOptions, deps) : undefined;
+      if (fetched && (await requireTree(fetched)) === t.tree.oid) {
         unchanged.add(t.slug);
         return;
       }
@@ -265,6 +341,18 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
       `the branch kept moving; gave up after ${maxPushAttempts} attempts`,
     );
   });
+
+  // Keep only the tips we may meet next time, so the cache stays the size of the fleet.
+  const keep = new Map<string, string>();
+  for (const head of remote.values()) {
+    const tree = treeCache.get(head);
+    if (tree) keep.set(head, tree);
+  }
+  for (const commit of created.values()) {
+    const tree = treeCache.get(commit);
+    if (tree) keep.set(commit, tree);
+  }
+  await writeTreeCache(gitdir, keep);
 
   const inOrder = (set: Set<string>) => planned.map((t) => t.slug).filter((slug) => set.has(slug));
   return { committed: inOrder(committed), unchanged: inOrder(unchanged), pushed: committed.size > 0 };

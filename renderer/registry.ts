@@ -98,7 +98,7 @@ async function request(
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (e as Error).message;
-    throw new RegistryError(image, `cannot reach ${new URL(url).origin}: ${why}`, );
+    throw new RegistryError(image, `cannot reach ${new URL(url).origin}: ${why}`);
   }
 }
 

@@ -9,7 +9,6 @@ import {
   compileTemplates,
   composeVar,
   loadTemplates,
-  renderFingerprint,
   renderFleet,
   renderTenant,
   type RenderedTenant,
@@ -225,20 +224,6 @@ describe('the repository templates and fleet', () => {
     const once = async () => renderFleet(await loadFleet(repoRoot), await loadTemplates(`${repoRoot}templates`), SOURCE);
     const [a, b] = [await once(), await once()];
     expect(JSON.stringify(b)).toBe(JSON.stringify(a));
-  });
-
-  it('fingerprints a render independently of the source commit, but not of what the host gets', async () => {
-    const fleet = await loadFleet(repoRoot);
-    const templates = await loadTemplates(`${repoRoot}templates`);
-    const pia = fleet.tenants.find((t) => t.slug === 'pia')!;
-    const a = renderTenant(fleet, pia, templates, SOURCE);
-    const b = renderTenant(fleet, pia, templates, { ...SOURCE, commit: 'b'.repeat(40) });
-    expect(b.files).not.toEqual(a.files);
-    expect(renderFingerprint(b.files)).toBe(renderFingerprint(a.files));
-    const bumped = renderTenant(fleet, { ...pia, imageTag: 'v2.11.0' }, templates, SOURCE);
-    expect(renderFingerprint(bumped.files)).not.toBe(renderFingerprint(a.files));
-    const envOnly = renderTenant(fleet, { ...pia, env: { ...pia.env, LOG_LEVEL: 'debug' } }, templates, SOURCE);
-    expect(renderFingerprint(envOnly.files)).not.toBe(renderFingerprint(a.files));
   });
 
   it('renders only the tenants asked for and refuses unknown ones', async () => {

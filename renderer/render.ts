@@ -475,34 +475,3 @@ export function renderFleetCollecting(
   }
   return { rendered, errors };
 }
-
-/**
- * A hash of what a tenant's render means for its host, leaving out what only names
- * the source commit (the header lines and manifest.source, plus file hashes that
- * cover those headers). Equal fingerprints mean a new source commit changes nothing
- * for this tenant, so publish need not commit to its branch. Works on files read
- * back from a tenant branch as well as on a fresh render.
- */
-export function renderFingerprint(files: readonly RenderedFile[]): string {
-  const hash = createHash('sha256');
-  for (const f of [...files].sort((a, b) => byCodeUnits(a.path, b.path))) {
-    let content = f.content;
-    if (f.path === MANIFEST_PATH) {
-      try {
-        const m = JSON.parse(content) as Partial<Manifest>;
-        content = JSON.stringify({
-          ...m,
-          source: undefined,
-          files: (m.files ?? []).map((mf) => ({ path: mf.path, mode: mf.mode })),
-        });
-      } catch {
-        // an unparsable manifest is simply different content
-      }
-    } else if (content.startsWith(HEADER_PREFIX)) {
-      const nl = content.indexOf('\n');
-      content = nl === -1 ? '' : content.slice(nl + 1);
-    }
-    hash.update(`${f.path}\0${f.mode}\0${Buffer.byteLength(content)}\0`).update(content);
-  }
-  return hash.digest('hex');
-}

@@ -230,3 +230,11 @@ export class ProblemListError extends FlotillaError {
     super(problems.map((p) => p.message).join('\n'));
   }
 }
+
+/** `flotilla status` found tenants whose latest rollout failed; the table above names them. */
+export class TenantsFailedError extends FlotillaError {
+  readonly code = 'TENANTS_FAILED';
+  constructor(readonly tenants: string[]) {
+    super(`${tenants.length} tenant${tenants.length === 1 ? '' : 's'} failed: ${tenants.join(', ')}`);
+  }
+}

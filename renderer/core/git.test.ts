@@ -14,6 +14,7 @@ import {
   readCommitFiles,
   remoteBranchHead,
   sanitizeUrl,
+  sourceTrailer,
 } from './git.js';
 
 const execFileAsync = promisify(execFile);
@@ -37,6 +38,15 @@ describe('sanitizeUrl', () => {
   });
   it('leaves URLs without credentials exactly as given', () => {
     expect(sanitizeUrl('http://127.0.0.1:8080/fleet.git')).toBe('http://127.0.0.1:8080/fleet.git');
+  });
+});
+
+describe('sourceTrailer', () => {
+  it('reads Flotilla-Source from the last paragraph only', () => {
+    const sha = 'ab'.repeat(20);
+    expect(sourceTrailer(`Render tenant linda\n\nFlotilla-Source: ${sha}\n`)).toBe(sha);
+    expect(sourceTrailer(`Flotilla-Source: ${sha}\n\nbody after it\n`)).toBeNull();
+    expect(sourceTrailer('hand edit\n')).toBeNull();
   });
 });
 

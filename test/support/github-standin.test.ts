@@ -154,13 +154,22 @@ describe('GitHub stand-in', () => {
     expect(standIn.requests().map((r) => r.status)).toEqual([403, 500, 500, 201, 200]);
   });
 
-  it('can answer late, before or after doing the work', async () => {
-    standIn.delayNext(300, { phase: 'after' });
-    const aborted = gh.rest.repos.createCommitStatus({ ...repo, sha: SHA, state: 'success', request: { signal: AbortSignal.timeout(50) } });
+  it('can answer late, after doing the work', async () => {
+    standIn.delayNext(1000, { phase: 'after' });
+    const aborted = gh.rest.repos.createCommitStatus({ ...repo, sha: SHA, state: 'success', request: { signal: AbortSignal.timeout(300) } });
     await expect(aborted).rejects.toBeTruthy();
-    await new Promise((r) => setTimeout(r, 400));
+    await standIn.idle();
     // Accepted although the client gave up: the case the outbox must not post twice.
     expect(standIn.statuses('acme/fleet')).toHaveLength(1);
     expect(standIn.requests()[0]).toMatchObject({ status: 201, clientGaveUp: true });
+  });
+
+  it('can answer late before doing the work, and then does not do it', async () => {
+    standIn.delayNext(1000);
+    const aborted = gh.rest.repos.createCommitStatus({ ...repo, sha: SHA, state: 'success', request: { signal: AbortSignal.timeout(300) } });
+    await expect(aborted).rejects.toBeTruthy();
+    await standIn.idle();
+    expect(standIn.statuses('acme/fleet')).toEqual([]);
+    expect(standIn.requests()).toEqual([expect.objectContaining({ status: 0, clientGaveUp: true })]);
   });
 });

@@ -295,6 +295,8 @@ export interface GitHubStandIn {
   /** Delays the answer to the next request(s) by `ms`. */
   delayNext(ms: number, options?: DelayOptions): void;
   requests(): RequestRecord[];
+  /** Resolves once no request is being handled (late answers included). */
+  idle(): Promise<void>;
   violations(): Violation[];
   clearLog(): void;
   close(): Promise<void>;
@@ -1039,11 +1041,20 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
     return { status: 500, body: errorBody(500, `stand-in response violates the OpenAPI description: ${message}`) };
   }
 
+  let inProgress = 0;
   const server = http.createServer((req, res) => {
+    inProgress++;
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       void (async () => {
+        try {
+          await respond();
+        } finally {
+          inProgress--;
+        }
+      })();
+      async function respond(): Promise<void> {
         const method = req.method ?? 'GET';
         const path = req.url ?? '/';
         const pathname = new URL(path, 'http://stand-in').pathname;
@@ -1088,7 +1099,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
           ...(outcome.result.headers ?? {}),
         });
         res.end(JSON.stringify(outcome.result.body));
-      })();
+      }
     });
   });
 
@@ -1126,6 +1137,9 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       for (let i = 0; i < (opts.count ?? 1); i++) delays.push({ ms, phase: opts.phase ?? 'before', ...(opts.match ? { match: opts.match } : {}) });
     },
     requests: () => log.map((r) => ({ ...r })),
+    async idle() {
+      while (inProgress > 0) await new Promise((r) => setTimeout(r, 10));
+    },
     violations: () => violationList.map((v) => ({ ...v })),
     clearLog() {
       log.length = 0;

@@ -1,0 +1,31 @@
+// `npm run bench`: runs every benchmark, prints one table, writes bench/results.json
+// (a flat list of rows, so each benchmark adds its own figures).
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatBenchTable, type BenchRow } from './bench-row.js';
+import { benchNoopPoll, benchPublish } from './publish.bench.js';
+import { benchRender, findRepoRoot } from './render.bench.js';
+
+// Add a benchmark here: a name for the progress line and a function returning rows.
+const BENCHMARKS: Array<[string, () => Promise<BenchRow[]>]> = [
+  ['render', () => benchRender()],
+  ['publish', benchPublish],
+  ['no-op poll', benchNoopPoll],
+];
+
+async function main(): Promise<void> {
+  const root = findRepoRoot();
+  const rows: BenchRow[] = [];
+  // One at a time: benchmarks share two cores and must not time each other.
+  for (const [name, run] of BENCHMARKS) {
+    process.stderr.write(`bench: ${name}...\n`);
+    rows.push(...(await run()));
+  }
+  process.stdout.write(`${formatBenchTable(rows)}\n`);
+  const out = join(root, 'bench', 'results.json');
+  await writeFile(out, `${JSON.stringify(rows, null, 2)}\n`);
+  const missed = rows.filter((r) => !r.met).length;
+  process.stderr.write(`bench: wrote ${out}${missed ? `; ${missed} target(s) not met` : ''}\n`);
+}
+
+await main();

@@ -1,0 +1,78 @@
+// `flotilla publish`: render every tenant and commit each tree to its branch
+// (tenants/<slug>), only where the render changed; paused tenants are skipped.
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { Command } from 'commander';
+import { sanitizeUrl } from '../core/git.js';
+import { findTenant, loadFleet } from '../fleet.js';
+import { loadTemplates, renderFleet, renderTenant } from '../render.js';
+import { publishTenants, type PublishResult } from '../publish.js';
+import { resolveSource } from './render.js';
+import type { CliIo, GlobalOptions } from '../main.js';
+
+interface PublishCliOptions {
+  repo: string;
+  token?: string;
+  cache?: string;
+  commit?: string;
+  sourceRepo?: string;
+}
+
+export interface PublishSummary extends PublishResult {
+  paused: string[];
+}
+
+/** Renders the fleet at `root` and publishes it; the pure parts live in render.ts and publish.ts. */
+export async function publishFleet(
+  root: string,
+  opts: { repoUrl: string; token?: string; cacheDir: string; source?: { repo?: string; commit?: string } },
+): Promise<PublishSummary> {
+  const [fleet, templates, source] = await Promise.all([
+    loadFleet(root),
+    loadTemplates(join(root, 'templates')),
+    resolveSource(root, opts.source ?? {}),
+  ]);
+  // A manifest is committed for every host to read: never let a credential in the origin URL into it.
+  source.repo = sanitizeUrl(source.repo);
+  const rendered = renderFleet(fleet, templates, source);
+  const live = rendered.filter((t) => !t.paused);
+  const result = await publishTenants({
+    repoUrl: opts.repoUrl,
+    ...(opts.token ? { auth: { token: opts.token } } : {}),
+    workDir: opts.cacheDir,
+    tenants: live.map((t) => ({
+      slug: t.slug,
+      files: t.files,
+      renderAt: (at) => renderTenant(fleet, findTenant(fleet, t.slug)!, templates, at).files,
+    })),
+    source,
+    branchPrefix: fleet.defaults.tenantBranchPrefix,
+  });
+  return { ...result, paused: rendered.filter((t) => t.paused).map((t) => t.slug) };
+}
+
+export function registerPublish(program: Command, io: CliIo): void {
+  program
+    .command('publish')
+    .description('render every tenant and commit each tree to its tenant branch, only where it changed; then push')
+    .requiredOption('--repo <url>', 'fleet git repository (http/https) holding the tenant branches')
+    .option('--token <token>', 'token for pushing (default: $FLOTILLA_GIT_TOKEN or $GITHUB_TOKEN)')
+    .option('--cache <dir>', 'bare repository kept between runs (default: a folder under the system temp dir)')
+    .option('--commit <sha>', 'source commit to name (default: HEAD of --root)')
+    .option('--source-repo <url>', 'source repository to name in manifests (default: origin URL of --root)')
+    .action(async (opts: PublishCliOptions) => {
+      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const token = opts.token ?? io.env.FLOTILLA_GIT_TOKEN ?? io.env.GITHUB_TOKEN;
+      const cacheDir = opts.cache ? resolve(io.cwd, opts.cache) : join(tmpdir(), 'flotilla-publish-cache');
+      const source: { repo?: string; commit?: string } = {};
+      if (opts.commit) source.commit = opts.commit;
+      if (opts.sourceRepo) source.repo = opts.sourceRepo;
+      const summary = await publishFleet(root, { repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source });
+      for (const slug of summary.committed) io.stdout(`${slug}: committed\n`);
+      io.stdout(
+        `published to ${sanitizeUrl(opts.repo)}: ${summary.committed.length} committed, ${summary.unchanged.length} unchanged` +
+          `${summary.paused.length ? `, paused (skipped): ${summary.paused.join(', ')}` : ''}` +
+          `${summary.pushed ? '' : '; nothing to push'}\n`,
+      );
+    });
+}
