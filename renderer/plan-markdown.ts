@@ -125,9 +125,10 @@ function preflight(report: PlanReport): string[] {
   );
   if (br.waves.length > 0) {
     out.push('');
-    for (const w of br.waves) {
+    for (const w of br.waves.slice(0, 20)) {
       out.push(`- ${w.wave === null ? 'no wave' : `wave ${code(w.wave)}`}: ${nameList(w.tenants, 500, 15)}`);
     }
+    if (br.waves.length > 20) out.push(`- and ${br.waves.length - 20} more waves`);
   }
   if (br.pausedChanged.length > 0) {
     out.push('', `⏸ **Paused** (changes wait until unpaused): ${nameList(br.pausedChanged, 600, 20)}`);

@@ -1,7 +1,6 @@
 // Pure rendering: (fleet, tenant, templates, source commit) -> the tenant's file
 // tree plus its manifest. No clock, no randomness, no I/O apart from
 // `loadTemplates`, so the same inputs always give the same bytes.
-import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Handlebars from 'handlebars';
