@@ -193,6 +193,31 @@ describe('renderPlanMarkdown', () => {
     expect(md).toContain('- `nginx/nginx.conf`: same diff as `t000`');
   });
 
+  it('keeps a crowded pre-flight (many waves, failed checks, uncovered tenants) under the limit', async () => {
+    const slugs = slugsOf(500);
+    const report = await buildPlan({
+      fleet: fleetWith(slugs),
+      base: slugs.map((s) => side(s, { 'a.conf': configFor(s, 100, 1) })),
+      head: slugs.map((s) =>
+        side(s, { 'a.conf': configFor(s, 100, 2) }, { requiredVariables: Array.from({ length: 40 }, (_, i) => `VAR_${i}_${'X'.repeat(30)}`) }),
+      ),
+    });
+    report.blastRadius.waves = Array.from({ length: 200 }, (_, i) => ({ wave: `wave-${i}`, tenants: slugs }));
+    report.tagChecks = Array.from({ length: 300 }, (_, i) => ({
+      image: `127.0.0.1:5000/flotilla/image-${i}`,
+      tag: `v${i}`,
+      result: 'error' as const,
+      error: 'x'.repeat(2000),
+      tenants: slugs,
+    }));
+    report.notes = Array.from({ length: 50 }, () => 'n'.repeat(5000));
+    const md = renderPlanMarkdown(report);
+    expect(md.length).toBeLessThanOrEqual(GITHUB_COMMENT_LIMIT);
+    expect(md).toContain('- and 180 more waves');
+    expect(md).toContain('> - and 285 more failed checks');
+    expect(md).toContain('> - and 480 more tenants');
+  });
+
   it('respects a smaller limit too', async () => {
     const slugs = slugsOf(50);
     const report = await buildPlan({
