@@ -30,6 +30,13 @@ export interface AgentConfig {
   healthTimeoutSeconds: number;
   drift: DriftPolicy;
   allowNonFastForward: boolean;
+  /** Seconds of silence after which a git request is abandoned (a hung host must not hang the agent). */
+  gitTimeoutSeconds: number;
+  /** After consecutive failed polls the daemon waits backoff * 2^(n-1) (capped, jittered) before polling again. */
+  backoffSeconds: number;
+  backoffMaxSeconds: number;
+  /** File of trusted signing keys; when set, only commits signed by one of them are applied. */
+  trustedKeysFile?: string;
 }
 
 /** Reads the env file if present; a missing default file is fine, a missing explicit one is not. */
@@ -93,6 +100,10 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
     healthTimeoutSeconds: positiveNumber('FLOTILLA_HEALTH_TIMEOUT', vars.FLOTILLA_HEALTH_TIMEOUT, 120),
     drift,
     allowNonFastForward: nonFF === 'true',
+    gitTimeoutSeconds: positiveNumber('FLOTILLA_GIT_TIMEOUT', vars.FLOTILLA_GIT_TIMEOUT, 60),
+    backoffSeconds: positiveNumber('FLOTILLA_BACKOFF', vars.FLOTILLA_BACKOFF, 30),
+    backoffMaxSeconds: positiveNumber('FLOTILLA_BACKOFF_MAX', vars.FLOTILLA_BACKOFF_MAX, 900),
+    ...(vars.FLOTILLA_TRUSTED_KEYS?.trim() ? { trustedKeysFile: vars.FLOTILLA_TRUSTED_KEYS.trim() } : {}),
   };
 }
 

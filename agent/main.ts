@@ -38,6 +38,17 @@ export interface AgentIo {
 
 export const EXIT_INTERNAL = 70;
 
+/**
+ * How long the daemon waits before polling again after `failures` failed polls in a
+ * row: base * 2^(failures-1), capped at max, of which a random half is kept ("equal
+ * jitter") so a fleet that lost its git host does not come back in lockstep.
+ */
+export function pollBackoffMs(failures: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  if (failures <= 0) return 0;
+  const full = Math.min(maxMs, baseMs * 2 ** Math.min(failures - 1, 30));
+  return full / 2 + random() * (full / 2);
+}
+
 function logger(io: AgentIo, tenant: string): (line: string) => void {
   return (line) => io.stderr(`${new Date().toISOString()} flotilla-agent[${tenant}] ${line}\n`);
 }
@@ -109,16 +120,36 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       const stop = io.stopSignal ?? new AbortController().signal;
       let running: Promise<unknown> = Promise.resolve();
       let busy = false;
+      // Consecutive passes that could not reach git (or threw): scheduled polls are
+      // skipped until notBefore, so an outage costs the git host a few requests, not one a minute per host.
+      let failures = 0;
+      let notBefore = 0;
       const tick = async () => {
         if (busy || stop.aborted) return;
+        if (Date.now() < notBefore) {
+          log(`backoff: poll skipped, next one after ${new Date(notBefore).toISOString()}`);
+          return;
+        }
         busy = true;
+        let ok = false;
         try {
-          await pass(io, config, stop);
+          ok = (await pass(io, config, stop)).kind !== 'error';
         } catch (e) {
           log(`pass failed: ${(e as Error).message}`);
         } finally {
           busy = false;
         }
+        if (stop.aborted) return;
+        if (ok) {
+          if (failures > 0) log(`backoff: poll succeeded after ${failures} failed in a row; polling on schedule again`);
+          failures = 0;
+          notBefore = 0;
+          return;
+        }
+        failures += 1;
+        const delay = pollBackoffMs(failures, config.backoffSeconds * 1000, config.backoffMaxSeconds * 1000);
+        notBefore = Date.now() + delay;
+        log(`backoff: ${failures} failed poll(s) in a row; waiting ${(delay / 1000).toFixed(2)} s before the next`);
       };
       log(`started: ${config.branch} -> ${config.installDir}, schedule "${config.schedule}"`);
       running = tick();

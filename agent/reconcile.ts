@@ -13,7 +13,17 @@ import {
   GitError,
   ManifestError,
 } from '../renderer/core/errors.js';
-import { fetchBranch, hasObject, isAncestor, readCommitFiles, remoteBranchHead, sourceTrailer, type GitAuth } from '../renderer/core/git.js';
+import {
+  fetchBranch,
+  hasObject,
+  isAncestor,
+  nodeGitDepsWithTimeout,
+  readCommitFiles,
+  remoteBranchHead,
+  sourceTrailer,
+  type GitAuth,
+  type GitDeps,
+} from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
 import type { CommitState } from '../renderer/core/github.js';
 import {
@@ -33,7 +43,7 @@ import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
 import { waitHealthy } from './compose.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
-import { localFiles } from './local-files.js';
+import { localFiles, type LocalFiles } from './local-files.js';
 import { readState, writeState, type AgentState } from './state.js';
 
 /** Where a status goes: the tenant commit and, when known, the source commit it was rendered from. */
@@ -88,13 +98,36 @@ export function defaultSecret(): string {
 /** The environment variable of the crash test hook; see crashPointForTests. */
 export const TEST_CRASH_VARIABLE = 'FLOTILLA_TEST_CRASH_AFTER';
 
+/** Every step after which the crash test hook can kill the agent, in apply order. */
+export const CRASH_POINTS = ['stage', 'pull', 'mid-swap', 'swap', 'env-patch', 'up', 'health', 'record'] as const;
+export type CrashPoint = (typeof CRASH_POINTS)[number];
+
 /**
- * Test hook only: with FLOTILLA_TEST_CRASH_AFTER=<step> (`swap`, `env-patch`, `up`) the
+ * Test hook only: with FLOTILLA_TEST_CRASH_AFTER=<step> (one of CRASH_POINTS) the
  * process kills itself with SIGKILL right after that step, as a power cut would, so the
- * recovery path can be shown on the real CLI. Never set in production.
+ * recovery path can be shown on the real CLI. `mid-swap` fires after the first file of
+ * the install dir is replaced; `health` once the stack is verified but before the state
+ * is recorded. Never set in production.
  */
-function crashPointForTests(step: 'swap' | 'env-patch' | 'up'): void {
+function crashPointForTests(step: CrashPoint): void {
   if (process.env[TEST_CRASH_VARIABLE] === step) process.kill(process.pid, 'SIGKILL');
+}
+
+/** The file access of the swap, with the `mid-swap` crash hook when it is set. */
+function swapFilesForTests(installDir: string): LocalFiles {
+  if (process.env[TEST_CRASH_VARIABLE] !== 'mid-swap') return localFiles;
+  return {
+    ...localFiles,
+    async writeManaged(root, relPath, content, mode) {
+      await localFiles.writeManaged(root, relPath, content, mode);
+      if (root === installDir) crashPointForTests('mid-swap');
+    },
+  };
+}
+
+/** Git over HTTP with every request bounded by the configured timeout. */
+function gitDepsOf(config: AgentConfig): GitDeps {
+  return nodeGitDepsWithTimeout(config.gitTimeoutSeconds * 1000);
 }
 
 const COMPOSE_FILE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yml', 'docker-compose.yaml'];
@@ -160,7 +193,7 @@ async function checkFastForward(deps: ReconcileDeps, from: string, to: string): 
       return await isAncestor(gitdirOf(config), from, to);
     } catch (e) {
       if (!(e instanceof GitError)) throw e;
-      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth, auth: gitAuth(config) });
+      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth, auth: gitAuth(config) }, gitDepsOf(config));
     }
   }
   try {
@@ -186,7 +219,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutco
   // detect: one protocol v2 ls-refs for the branch.
   let head: string | null;
   try {
-    head = await remoteBranchHead(config.repo, config.branch, gitAuth(config));
+    head = await remoteBranchHead(config.repo, config.branch, gitAuth(config), gitDepsOf(config));
   } catch (e) {
     log(`detect: ${(e as Error).message}`);
     return { kind: 'error', description: `git unreachable: ${(e as Error).message}` };
@@ -262,7 +295,7 @@ async function apply(
     checkpoint('fetch');
     // A commit fetched by an earlier pass (a retry, a heal) is not fetched again.
     if (!(await hasObject(gitdirOf(config), head).catch(() => false)))
-      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) });
+      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) }, gitDepsOf(config));
     checkpoint('verify');
     const from = state.lastApplied?.commit;
     if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
@@ -295,18 +328,20 @@ async function apply(
 
     checkpoint('stage');
     const staging = await stageApply(plan, stagingDirFor(config.installDir));
+    crashPointForTests('stage');
     const staged: ComposeTarget = { dir: staging, project: config.composeProject };
     checkpoint('config');
     await compose.config(staged);
     checkpoint('pull');
     await compose.pull(staged);
+    crashPointForTests('pull');
 
     if (opts.quietUnless !== undefined) await report('pending', pending);
     // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
     step = 'swap';
     log(`swap: ${head.slice(0, 12)}`);
     journal = await startApplyJournal(plan, { stateDir: config.stateDir, targetCommit: head, ...(state.lastApplied ? { fromCommit: state.lastApplied.commit } : {}), stagingDir: staging });
-    await backupAndSwap(plan, journal);
+    await backupAndSwap(plan, journal, swapFilesForTests(journal.record.installDir));
     crashPointForTests('swap');
     step = 'env patch';
     const env = await patchInstalledEnv(plan, journal);
@@ -322,12 +357,14 @@ async function apply(
     const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
     if (!health.ok) throw new ComposeStepError('health', health.detail);
     await setPhase(journal, 'verified');
+    crashPointForTests('health');
 
     const description = `${fetched.manifest.imageTag} up, ${health.detail}${opts.heal ? ' (drift healed)' : ''}`;
     const applied: NonNullable<AgentState['lastApplied']> = { commit: head, manifest: fetched.manifest, appliedAt: now().toISOString() };
     if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
     state.lastApplied = applied;
     await record('applied', description);
+    crashPointForTests('record');
     await finishJournal(journal);
     log(`verified: ${description}`);
     await report('success', description);

@@ -372,3 +372,48 @@ export function sourceTrailer(message: string): string | null {
   const match = /^Flotilla-Source:\s*([0-9a-f]{7,64})\s*$/im.exec(last);
   return match?.[1] ?? null;
 }
+
+/**
+ * An HttpClient that gives up when the server sends nothing for `timeoutMs`: no
+ * response headers, or no next chunk of the body (a server that stalls mid-pack).
+ * The socket is aborted, so a hung git host cannot hold the caller forever.
+ */
+export function httpWithTimeout(inner: HttpClient, timeoutMs: number): HttpClient {
+  return {
+    async request(req) {
+      const controller = new AbortController();
+      const signal = req.signal ? AbortSignal.any([req.signal, controller.signal]) : controller.signal;
+      const within = <T>(step: Promise<T>): Promise<T> =>
+        new Promise<T>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            controller.abort();
+            reject(new Error(`no answer from the server within ${timeoutMs / 1000} s`));
+          }, timeoutMs);
+          step.then(
+            (v) => (clearTimeout(timer), resolve(v)),
+            (e: unknown) => (clearTimeout(timer), reject(e)),
+          );
+        });
+      const res = await within(inner.request({ ...req, signal }));
+      const body = res.body;
+      if (!body) return res;
+      const chunks = body[Symbol.asyncIterator]();
+      const timed: AsyncIterableIterator<Uint8Array> = {
+        next: () => within(chunks.next()),
+        return: async (value?: unknown) => {
+          controller.abort();
+          return chunks.return ? chunks.return(value) : { done: true, value: undefined };
+        },
+        [Symbol.asyncIterator]() {
+          return timed;
+        },
+      };
+      return { ...res, body: timed };
+    },
+  };
+}
+
+/** Node's fs and http with every request bounded by `timeoutMs` of silence. */
+export function nodeGitDepsWithTimeout(timeoutMs: number): GitDeps {
+  return { fs: nodeFs, http: httpWithTimeout(nodeHttp, timeoutMs) };
+}
