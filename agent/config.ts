@@ -4,6 +4,7 @@
 import { readFile, access, constants } from 'node:fs/promises';
 import { parse as parseDotenv } from 'dotenv';
 import { SettingError } from '../renderer/core/errors.js';
+import { parseTrustedKeys, type TrustedKey } from '../renderer/core/signing.js';
 
 export const DEFAULT_ENV_FILE = '/etc/flotilla/agent.env';
 const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -116,9 +117,19 @@ export async function checkInstallDir(config: AgentConfig): Promise<void> {
   }
 }
 
+/** The signing keys the agent trusts (FLOTILLA_TRUSTED_KEYS: `ssh-ed25519 AAAA... comment` lines). */
+export async function readTrustedKeys(file: string): Promise<TrustedKey[]> {
+  try {
+    return parseTrustedKeys(await readFile(file, 'utf8'), file);
+  } catch (e) {
+    throw new SettingError('FLOTILLA_TRUSTED_KEYS', (e as Error).message);
+  }
+}
+
 export async function loadAgentConfig(envFile: string | undefined, env: NodeJS.ProcessEnv): Promise<AgentConfig> {
   const fromFile = await readAgentEnvFile(envFile ?? DEFAULT_ENV_FILE, envFile !== undefined);
   const config = parseAgentConfig({ ...fromFile, ...env });
   await checkInstallDir(config);
+  if (config.trustedKeysFile) await readTrustedKeys(config.trustedKeysFile);
   return config;
 }

@@ -2,7 +2,7 @@
 // The `flotilla-agent` CLI and its poll loop. Commands build their dependencies
 // here; errors become a message and an exit code in one place (runAgentCli).
 import { realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import cron from 'node-cron';
@@ -19,6 +19,9 @@ import { acquireLock } from './lock.js';
 import { renderPlanText } from './plan-text.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { createStatusReporter, type StatusClientOptions } from './report.js';
+import { formatInstallReport, formatUninstallReport, installAgent, runInstallChecks, uninstallAgent } from './install.js';
+import { createAgentLog, parseLogFormat, type LogFormat } from './log.js';
+import { createAgentMetrics, serveMetrics, type AgentMetrics, type MetricsServer } from './metrics.js';
 import { readState } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
@@ -34,6 +37,10 @@ export interface AgentIo {
   statusClient?: StatusClientOptions;
   /** Resolved when the daemon should stop (SIGTERM/SIGINT in the real process). */
   stopSignal?: AbortSignal;
+  /** `--log-format` (text when unset); set by the program before an action runs. */
+  logFormat?: LogFormat;
+  /** Colour the text log (stderr is a TTY). */
+  color?: boolean;
 }
 
 export const EXIT_INTERNAL = 70;
@@ -49,8 +56,9 @@ export function pollBackoffMs(failures: number, baseMs: number, maxMs: number, r
   return full / 2 + random() * (full / 2);
 }
 
-function logger(io: AgentIo, tenant: string): (line: string) => void {
-  return (line) => io.stderr(`${new Date().toISOString()} flotilla-agent[${tenant}] ${line}\n`);
+function logger(io: AgentIo, config: Pick<AgentConfig, 'tenant' | 'gitToken' | 'githubToken'>): (line: string) => void {
+  const secrets = [config.gitToken, config.githubToken].filter((s): s is string => !!s);
+  return createAgentLog({ format: io.logFormat ?? 'text', tenant: config.tenant, write: io.stderr, color: io.color === true, secrets });
 }
 
 async function configFrom(io: AgentIo, envFile: string | undefined): Promise<AgentConfig> {
@@ -64,7 +72,7 @@ function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
 
 /** One pass with everything wired: lock held by the caller. */
 async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal): Promise<ReconcileOutcome> {
-  const log = logger(io, config.tenant);
+  const log = logger(io, config);
   const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
   const reporter = createStatusReporter(config, outbox, log, { ...io.statusClient, ...(io.fetch ? { fetch: io.fetch } : {}) });
   await reporter.flush();
@@ -93,6 +101,10 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
   const program = new Command('flotilla-agent')
     .description('Apply a Flotilla tenant branch to this host: poll, plan, apply, run compose, report')
     .option('--env-file <path>', 'agent settings file (default /etc/flotilla/agent.env)')
+    .option('--log-format <format>', 'text (default; one line per step) or json (JSON lines)')
+    .hook('preAction', () => {
+      io.logFormat = parseLogFormat(program.opts<{ logFormat?: string }>().logFormat);
+    })
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
   const envFile = (): string | undefined => program.opts<{ envFile?: string }>().envFile;
@@ -113,9 +125,24 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
   program
     .command('run')
     .description('the daemon: poll on FLOTILLA_SCHEDULE (with jitter), one apply at a time')
-    .action(async () => {
+    .option('--metrics <ip:port>', 'serve Prometheus metrics on http://IP:PORT/metrics (e.g. 127.0.0.1:9464)')
+    .action(async (opts: { metrics?: string }) => {
       const config = await configFrom(io, envFile());
-      const log = logger(io, config.tenant);
+      const log = logger(io, config);
+      let metrics: AgentMetrics | undefined;
+      let metricsServer: MetricsServer | undefined;
+      if (opts.metrics) {
+        const state = await readState(config.stateDir);
+        const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
+        metrics = createAgentMetrics({
+          tenant: config.tenant,
+          outboxLength: async () => (await outbox.pending()).length,
+          ...(state.lastApplied ? { lastApplied: state.lastApplied.commit } : {}),
+          ...(state.lastSuccessfulPoll ? { lastSuccessfulPoll: new Date(state.lastSuccessfulPoll) } : {}),
+        });
+        metricsServer = await serveMetrics(metrics, opts.metrics);
+        log(`metrics: serving ${metricsServer.url}`);
+      }
       const lock = await acquireLock(config.stateDir);
       const stop = io.stopSignal ?? new AbortController().signal;
       let running: Promise<unknown> = Promise.resolve();
@@ -133,8 +160,12 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         busy = true;
         let ok = false;
         try {
-          ok = (await pass(io, config, stop)).kind !== 'error';
+          const started = performance.now();
+          const outcome = await pass(io, config, stop);
+          metrics?.recordPass(outcome, (performance.now() - started) / 1000);
+          ok = outcome.kind !== 'error';
         } catch (e) {
+          metrics?.recordPassError();
           log(`pass failed: ${(e as Error).message}`);
         } finally {
           busy = false;
@@ -171,6 +202,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       await task.stop();
       for (const timer of waiting) clearTimeout(timer);
       await running;
+      await metricsServer?.close();
       await lock.release();
       log('stopped');
     });
@@ -231,6 +263,47 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       if (result.missing.length > 0) setExit(1);
     });
 
+  program
+    .command('install')
+    .description('set this host up: env file (0600) + systemd unit, then check git, tokens, docker, compose and the install dir; tokens come from FLOTILLA_GIT_TOKEN / FLOTILLA_GITHUB_TOKEN')
+    .requiredOption('--repo <url>', 'fleet git repository (http/https)')
+    .requiredOption('--tenant <slug>', 'the tenant this host runs')
+    .requiredOption('--dir <path>', 'install directory (FLOTILLA_DIR)')
+    .option('--root <dir>', 'prefix for every path written (tests, image builds)', '/')
+    .option('--set <KEY=VALUE...>', 'another FLOTILLA_* setting for the env file, e.g. FLOTILLA_SCHEDULE=*/5 * * * *')
+    .option('--agent-command <command>', 'how systemd starts the agent (default: this node and this script)')
+    .option('--metrics <ip:port>', 'have the daemon serve Prometheus metrics there')
+    .option('--json-logs', 'have the daemon log JSON lines')
+    .option('--force', 'overwrite an env file or unit that install did not write')
+    .action(async (opts: { repo: string; tenant: string; dir: string; root: string; set?: string[]; agentCommand?: string; metrics?: string; jsonLogs?: boolean; force?: boolean }) => {
+      const runArgs = [...(opts.metrics ? ['--metrics', opts.metrics] : []), ...(opts.jsonLogs ? ['--log-format', 'json'] : [])];
+      const result = await installAgent({
+        repo: opts.repo,
+        tenant: opts.tenant,
+        dir: opts.dir,
+        root: resolve(opts.root),
+        settings: parseAssignments(opts.set ?? []),
+        agentCommand: opts.agentCommand ? opts.agentCommand.trim().split(/\s+/) : [process.execPath, realpathSync(process.argv[1] ?? 'flotilla-agent')],
+        ...(runArgs.length ? { runArgs } : {}),
+        ...(io.env.FLOTILLA_GIT_TOKEN ? { gitToken: io.env.FLOTILLA_GIT_TOKEN } : {}),
+        ...(io.env.FLOTILLA_GITHUB_TOKEN ? { githubToken: io.env.FLOTILLA_GITHUB_TOKEN } : {}),
+        ...(opts.force ? { force: true } : {}),
+      });
+      const checks = await runInstallChecks(result.config, resolve(opts.root), { env: io.env, ...(io.fetch ? { fetch: io.fetch } : {}) });
+      io.stdout(formatInstallReport({ ...result, checks }));
+      if (checks.some((c) => c.status === 'fail')) setExit(1);
+    });
+
+  program
+    .command('uninstall')
+    .description('remove what `install` wrote (env file, unit, record) and nothing else; stop the unit first (systemctl disable --now)')
+    .requiredOption('--tenant <slug>', 'the tenant given to install')
+    .option('--root <dir>', 'the prefix given to install', '/')
+    .option('--force', 'remove files even when they changed since install')
+    .action(async (opts: { tenant: string; root: string; force?: boolean }) => {
+      io.stdout(formatUninstallReport(await uninstallAgent({ tenant: opts.tenant, root: resolve(opts.root), ...(opts.force ? { force: true } : {}) })));
+    });
+
   return program;
 }
 
@@ -270,6 +343,7 @@ if (isEntryPoint()) {
     stderr: (s) => void process.stderr.write(s),
     env: process.env,
     stopSignal: stop.signal,
+    color: process.stderr.isTTY === true,
   });
   process.exitCode = code;
 }

@@ -19,12 +19,15 @@ import {
   isAncestor,
   nodeGitDepsWithTimeout,
   readCommitFiles,
+  readRawCommit,
   remoteBranchHead,
   sourceTrailer,
   type GitAuth,
   type GitDeps,
 } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
+import { verifyCommitSignature } from '../renderer/core/signing.js';
+import { readTrustedKeys } from './config.js';
 import type { CommitState } from '../renderer/core/github.js';
 import {
   backupAndSwap,
@@ -300,6 +303,11 @@ async function apply(
     const from = state.lastApplied?.commit;
     if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
       throw new ApplyRefusedError(`${head.slice(0, 12)} does not descend from the applied ${from.slice(0, 12)} (history rewritten)`);
+    }
+    if (config.trustedKeysFile) {
+      const check = verifyCommitSignature(await readRawCommit(gitdirOf(config), head), await readTrustedKeys(config.trustedKeysFile));
+      if (!check.ok) throw new ApplyRefusedError(`${head.slice(0, 12)}: ${check.reason}: ${check.detail}`);
+      log(`verify: ${head.slice(0, 12)} signed by ${check.fingerprint}${check.comment ? ` (${check.comment})` : ''}`);
     }
     fetched = await readTenantCommit(config, head);
     const pending = `applying ${fetched.manifest.imageTag}`;

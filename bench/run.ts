@@ -2,6 +2,7 @@
 // (a flat list of rows, so each benchmark adds its own figures).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { benchAgentIdleRss } from './agent-rss.bench.js';
 import { formatBenchTable, type BenchRow } from './bench-row.js';
 import { benchNoopPoll, benchPublish } from './publish.bench.js';
 import { benchRender, findRepoRoot } from './render.bench.js';
@@ -11,6 +12,7 @@ const BENCHMARKS: Array<[string, () => Promise<BenchRow[]>]> = [
   ['render', () => benchRender()],
   ['publish', benchPublish],
   ['no-op poll', benchNoopPoll],
+  ['agent idle RSS', benchAgentIdleRss],
 ];
 
 async function main(): Promise<void> {

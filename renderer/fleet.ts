@@ -10,6 +10,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Document, LineCounter, isMap, isNode, isPair, isScalar, isSeq, parseDocument, visit, type Node } from 'yaml';
 import { FleetConfigError, type ConfigProblem } from './core/errors.js';
 import type { TenantMode } from './core/manifest.js';
+import { parseWindow } from './core/window.js';
 import schema from './fleet-schema.json' with { type: 'json' };
 
 export const FLEET_FILE = 'fleet/fleet.yaml';
@@ -28,6 +29,8 @@ export interface FleetDefaults {
   secrets: string[];
   /** Every feature flag templates may test, with its default value. */
   features: Record<string, boolean>;
+  /** Maintenance windows of tenants that set none. */
+  windows: string[];
 }
 
 export interface Wave {
@@ -58,11 +61,15 @@ export interface Tenant {
   features: Record<string, boolean>;
   labels: Record<string, string>;
   paused: boolean;
+  /** Maintenance windows (`Sun 02:00-05:00 Europe/Berlin`): the tenant's own, else the fleet default; empty = any time. */
+  windows: string[];
 }
 
 export interface Fleet {
   defaults: FleetDefaults;
   waves: Wave[];
+  /** On a halted rollout, `flotilla promote` opens the rollback PR for the failed tenants. */
+  autoRollback: boolean;
   /** Sorted by slug. */
   tenants: Tenant[];
 }
@@ -82,7 +89,9 @@ interface RawFleet {
     env?: Record<string, string | number | boolean>;
     secrets?: string[];
     features?: Record<string, boolean>;
+    window?: string | string[];
   };
+  autoRollback?: boolean;
   waves?: Array<{
     name: string;
     tenants?: string[];
@@ -103,6 +112,7 @@ interface RawTenant {
   features?: Record<string, boolean>;
   labels?: Record<string, string>;
   paused?: boolean;
+  window?: string | string[];
 }
 
 let validators: { fleet: ValidateFunction; tenant: ValidateFunction } | undefined;
@@ -316,7 +326,27 @@ function resolveDefaults(raw: RawFleet['defaults']): FleetDefaults {
     env: stringifyEnv(raw.env),
     secrets: [...(raw.secrets ?? [])],
     features: { ...(raw.features ?? {}) },
+    windows: windowList(raw.window),
   };
+}
+
+function windowList(raw: string | string[] | undefined): string[] {
+  return raw === undefined ? [] : typeof raw === 'string' ? [raw] : [...raw];
+}
+
+/** Problems with maintenance windows at `keyPath` (a string or a list of them). */
+function windowProblems(src: YamlSource, raw: string | string[] | undefined, keyPath: PathSegment[]): ConfigProblem[] {
+  const list = windowList(raw);
+  const problems: ConfigProblem[] = [];
+  list.forEach((text, i) => {
+    try {
+      parseWindow(text);
+    } catch (e) {
+      const at = typeof raw === 'string' ? keyPath : [...keyPath, i];
+      problems.push({ file: src.file, keyPath: formatKeyPath(at), line: src.lineOf(at), message: (e as Error).message.replace(/^window: /, '') });
+    }
+  });
+  return problems;
 }
 
 /** Checks what a schema cannot say about one tenant file; pushes problems, returns the tenant. */
@@ -352,6 +382,7 @@ function resolveTenant(
         });
     }
   }
+  problems.push(...windowProblems(src, raw.window, ['window']));
   const imageTag = raw.imageTag ?? defaults?.imageTag ?? '';
   return {
     slug,
@@ -366,6 +397,7 @@ function resolveTenant(
     features: { ...(defaults?.features ?? {}), ...(raw.features ?? {}) },
     labels: { ...(raw.labels ?? {}) },
     paused: raw.paused ?? false,
+    windows: raw.window !== undefined ? windowList(raw.window) : [...(defaults?.windows ?? [])],
   };
 }
 
@@ -440,8 +472,10 @@ export function loadFleetFromFiles(files: Map<string, string>): Fleet {
     fleetSrc = parseYaml(FLEET_FILE, fleetText, problems);
     if (fleetSrc) {
       const value: unknown = fleetSrc.doc.toJS();
-      if (validateFleet(value)) rawFleet = value as RawFleet;
-      else problems.push(...schemaProblems(fleetSrc, validateFleet.errors ?? []));
+      if (validateFleet(value)) {
+        rawFleet = value as RawFleet;
+        problems.push(...windowProblems(fleetSrc, rawFleet.defaults.window, ['defaults', 'window']));
+      } else problems.push(...schemaProblems(fleetSrc, validateFleet.errors ?? []));
     }
   }
   const defaults = rawFleet ? resolveDefaults(rawFleet.defaults) : undefined;
@@ -498,7 +532,7 @@ export function loadFleetFromFiles(files: Map<string, string>): Fleet {
 
   const waves = fleetSrc && rawFleet ? resolveWaves(fleetSrc, rawFleet.waves, tenants, tenantFiles, problems) : [];
   if (problems.length > 0 || !defaults) throw new FleetConfigError(problems);
-  return { defaults, waves, tenants };
+  return { defaults, waves, autoRollback: rawFleet?.autoRollback ?? true, tenants };
 }
 
 /** Reads fleet/fleet.yaml and fleet/tenants/*.yaml under `repoRoot` and validates them. */

@@ -25,6 +25,8 @@ import {
   type GitDeps,
 } from './core/git.js';
 import type { RenderedFile } from './core/manifest.js';
+import { signCommitPayload } from './core/signing.js';
+import type { KeyObject } from 'node:crypto';
 
 /** A rendered file; content may also be bytes. */
 export type PublishFile = Omit<RenderedFile, 'content'> & { content: string | Uint8Array };
@@ -56,6 +58,8 @@ export interface PublishOptions {
   /** Attempts per branch when the remote branch keeps moving under us. */
   maxPushAttempts?: number;
   deps?: GitDeps;
+  /** Ed25519 key (see core/signing.ts): every tenant commit gets an SSH signature agents can check. */
+  signingKey?: KeyObject;
 }
 
 export interface PublishResult {
@@ -276,6 +280,13 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
         message: tenantCommitMessage(t.slug, source),
         author: who,
         committer: who,
+        ...(options.signingKey
+          ? {
+              // isomorphic-git calls onSign only when signingKey is a non-empty string; the key itself is ours.
+              signingKey: 'ssh',
+              onSign: ({ payload }: { payload: string }) => ({ signature: signCommitPayload(payload, options.signingKey!) }),
+            }
+          : {}),
       });
       treeCache.set(commit, t.tree.oid);
       created.set(t.branch, commit);

@@ -338,7 +338,9 @@ function runTemplate(template: CompiledTemplate, context: TemplateContext, tenan
 }
 
 function checkFeatureRefs(templates: TemplateSet, tenant: Tenant): void {
-  for (const t of templates.env ? [...templates.files, templates.env] : templates.files) {
+  for (let i = 0; i <= templates.files.length; i++) {
+    const t = i < templates.files.length ? templates.files[i]! : templates.env;
+    if (!t) continue;
     for (const ref of t.featureRefs) {
       if (!(ref.flag in tenant.features))
         throw new TemplateError(
@@ -358,20 +360,27 @@ function parseEnvPatch(text: string, tenant: Tenant): Record<string, string> {
   const fail = (line: number, detail: string): never => {
     throw new RenderedOutputError(`templates/${ENV_TEMPLATE}`, tenant.slug, `output line ${line}: ${detail}`);
   };
-  const secrets = new Set(tenant.secrets);
-  text.split('\n').forEach((raw, i) => {
-    const line = raw.replace(/\r$/, '');
-    if (line.trim() === '' || line.trimStart().startsWith('#')) return;
+  // An indexOf walk rather than split/replace/trim per line: it runs once per tenant.
+  for (let start = 0, lineNo = 1; start <= text.length; lineNo++) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    const line = text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end);
+    start = end + 1;
+    // A line starting with a name character is neither blank nor a comment: skip the trims.
+    if (!startsLikeKey(line.charCodeAt(0)) && (line.trim() === '' || line.trimStart().startsWith('#'))) continue;
     const eq = line.indexOf('=');
-    if (eq <= 0) fail(i + 1, `expected KEY=value, got ${JSON.stringify(line)}`);
+    if (eq <= 0) fail(lineNo, `expected KEY=value, got ${JSON.stringify(line)}`);
     const key = line.slice(0, eq);
-    if (!ENV_KEY.test(key)) fail(i + 1, `${JSON.stringify(key)} is not a valid variable name`);
-    if (Object.hasOwn(patch, key)) fail(i + 1, `${key} is set twice`);
-    if (secrets.has(key)) fail(i + 1, `${key} is a secret; secret values are never rendered or committed`);
+    if (!ENV_KEY.test(key)) fail(lineNo, `${JSON.stringify(key)} is not a valid variable name`);
+    if (Object.hasOwn(patch, key)) fail(lineNo, `${key} is set twice`);
+    if (tenant.secrets.includes(key)) fail(lineNo, `${key} is a secret; secret values are never rendered or committed`);
     patch[key] = line.slice(eq + 1);
-  });
+  }
   return patch;
 }
+
+/** A-Z, a-z or _. */
+const startsLikeKey = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
 
 function headerLine(tenant: Tenant, source: RenderSource, template: CompiledTemplate): string {
   return `${HEADER_PREFIX}${tenant.slug} source=${source.commit} template=templates/${template.source} (generated: edit the template, not this file)\n`;
@@ -407,11 +416,15 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
       continue;
     }
     const body = runTemplate(template, context, tenant.slug);
-    const content = COMMENTABLE_OUTPUT.test(template.output) ? headerLine(tenant, source, template) + body : body;
+    const header = COMMENTABLE_OUTPUT.test(template.output) ? headerLine(tenant, source, template) : '';
+    const content = header + body;
+    // Hashing first flattens `content` (Handlebars builds it from many pieces) once;
+    // the scan memo's key is then a slice of that flat string, not a second copy.
+    const hash = sha256(content);
     if (COMPOSE_OUTPUT.test(template.output))
-      requiredVariables = scanCompose(templates, template.output, content, body, tenant.slug).required;
+      requiredVariables = scanCompose(templates, template.output, content, content.slice(header.length), tenant.slug).required;
     files.push({ path: template.output, content, mode: template.mode });
-    managed.push({ path: template.output, sha256: sha256(content), mode: template.mode });
+    managed.push({ path: template.output, sha256: hash, mode: template.mode });
   }
   const envPatch = templates.env ? parseEnvPatch(runTemplate(templates.env, context, tenant.slug), tenant) : {};
   const manifest: Manifest = {
@@ -422,11 +435,14 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
     source: { repo: source.repo, commit: source.commit },
     files: managed,
     envPatch,
-    requiredVariables: [...requiredVariables],
-    secrets: [...tenant.secrets].sort(byCodeUnits),
+    requiredVariables: requiredVariables.slice(),
+    secrets: tenant.secrets.slice().sort(byCodeUnits),
   };
-  files.push({ path: MANIFEST_PATH, content: serializeManifest(manifest), mode: 0o644 });
-  files.sort((a, b) => byCodeUnits(a.path, b.path));
+  // `files` is already in path order (templates.files is sorted by output, and the
+  // manifest path is reserved), so insert the manifest where a sort would put it.
+  let at = files.length;
+  while (at > 0 && byCodeUnits(files[at - 1]!.path, MANIFEST_PATH) > 0) at--;
+  files.splice(at, 0, { path: MANIFEST_PATH, content: serializeManifest(manifest), mode: 0o644 });
   return { slug: tenant.slug, paused: tenant.paused, manifest, files };
 }
 

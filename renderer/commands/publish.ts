@@ -1,5 +1,7 @@
 // `flotilla publish`: render every tenant and commit each tree to its branch
 // (tenants/<slug>), only where the render changed; paused tenants are skipped.
+// A fleet with rollout waves publishes one wave per step (see promote.ts);
+// `--all-waves` (alias `--now`) publishes every tenant at once, for emergencies.
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
@@ -8,6 +10,8 @@ import { findTenant, loadFleet } from '../fleet.js';
 import { loadTemplates, renderFleet, renderTenant } from '../render.js';
 import { publishTenants, type PublishResult } from '../publish.js';
 import { resolveSource } from './render.js';
+import { formatStep, rolloutStep, type RolloutStepOptions } from './promote.js';
+import { githubClientFromEnv, githubToken, resolveRepo } from './github-env.js';
 import type { CliIo, GlobalOptions } from '../main.js';
 
 interface PublishCliOptions {
@@ -16,6 +20,9 @@ interface PublishCliOptions {
   cache?: string;
   commit?: string;
   sourceRepo?: string;
+  allWaves?: boolean;
+  now?: boolean;
+  githubRepo?: string;
 }
 
 export interface PublishSummary extends PublishResult {
@@ -60,6 +67,9 @@ export function registerPublish(program: Command, io: CliIo): void {
     .option('--cache <dir>', 'bare repository kept between runs (default: a folder under the system temp dir)')
     .option('--commit <sha>', 'source commit to name (default: HEAD of --root)')
     .option('--source-repo <url>', 'source repository to name in manifests (default: origin URL of --root)')
+    .option('--all-waves', 'publish every tenant now, ignoring rollout waves (emergencies)')
+    .option('--now', 'the same as --all-waves')
+    .option('--github-repo <owner/name>', 'with a GitHub token set: read agent statuses here to publish a later wave')
     .action(async (opts: PublishCliOptions) => {
       const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
       const token = opts.token ?? io.env.FLOTILLA_GIT_TOKEN ?? io.env.GITHUB_TOKEN;
@@ -67,6 +77,14 @@ export function registerPublish(program: Command, io: CliIo): void {
       const source: { repo?: string; commit?: string } = {};
       if (opts.commit) source.commit = opts.commit;
       if (opts.sourceRepo) source.repo = opts.sourceRepo;
+      const fleet = await loadFleet(root);
+      if (fleet.waves.length > 0 && !opts.allWaves && !opts.now) {
+        const step: RolloutStepOptions = { root, repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source };
+        // Statuses are only read: without them no tenant has reported, so only a first wave goes.
+        if (githubToken(io.env)) step.github = { client: githubClientFromEnv(io.env), repo: await resolveRepo(opts.githubRepo, io.env, root) };
+        io.stdout(formatStep(await rolloutStep(step)));
+        return;
+      }
       const summary = await publishFleet(root, { repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source });
       for (const slug of summary.committed) io.stdout(`${slug}: committed\n`);
       io.stdout(

@@ -417,3 +417,14 @@ export function httpWithTimeout(inner: HttpClient, timeoutMs: number): HttpClien
 export function nodeGitDepsWithTimeout(timeoutMs: number): GitDeps {
   return { fs: nodeFs, http: httpWithTimeout(nodeHttp, timeoutMs) };
 }
+
+/** The raw text of a commit object (headers, gpgsig included, and message), for signature checks. */
+export async function readRawCommit(gitdir: string, oid: string, deps: GitDeps = nodeGitDeps): Promise<Buffer> {
+  try {
+    const { type, object } = await git.readObject({ fs: deps.fs, gitdir, oid, format: 'content' });
+    if (type !== 'commit') throw new Error(`${oid} is a ${type}, not a commit`);
+    return Buffer.from(object as Uint8Array);
+  } catch (err) {
+    throw gitError(`read commit ${oid}`, gitdir, err);
+  }
+}

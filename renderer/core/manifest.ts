@@ -63,13 +63,28 @@ function manifestJsonGeneric(manifest: Manifest): string {
   return `${JSON.stringify({ ...manifest, envPatch: sortedEnv }, null, 2)}\n`;
 }
 
-const MANIFEST_KEYS = 'schemaVersion,tenant,mode,imageTag,source,files,envPatch,requiredVariables,secrets';
+const MANIFEST_KEYS = ['schemaVersion', 'tenant', 'mode', 'imageTag', 'source', 'files', 'envPatch', 'requiredVariables', 'secrets'];
+const SOURCE_KEYS = ['repo', 'commit'];
+const FILE_KEYS = ['path', 'sha256', 'mode'];
 const ARRAY_INDEX = /^(0|[1-9][0-9]*)$/;
 const isPlain = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype;
-const isStringList = (v: unknown): v is string[] =>
-  Array.isArray(v) && Object.getPrototypeOf(v) === Array.prototype && v.every((s) => typeof s === 'string');
-const sameKeys = (o: object, keys: string): boolean => Object.keys(o).join(',') === keys;
+function isStringList(v: unknown): v is string[] {
+  if (!Array.isArray(v) || Object.getPrototypeOf(v) !== Array.prototype) return false;
+  // An index loop, not every(): every() skips holes, which JSON writes as null.
+  for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') return false;
+  return true;
+}
+function sameKeys(o: object, keys: readonly string[]): boolean {
+  const own = Object.keys(o);
+  if (own.length !== keys.length) return false;
+  for (let i = 0; i < own.length; i++) if (own[i] !== keys[i]) return false;
+  return true;
+}
+// Strings JSON.stringify would write as `"` + s + `"`: no quote, backslash, control
+// character or surrogate (the common case: names, hashes, paths, tags).
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+const q = (s: string): string => (NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`);
 
 /**
  * The same bytes as manifestJsonGeneric, written directly: a render serialises one
@@ -82,18 +97,17 @@ function manifestJsonFast(m: Manifest): string | undefined {
   const { source, files, envPatch, requiredVariables, secrets } = m;
   if (typeof m.schemaVersion !== 'number' || !Number.isSafeInteger(m.schemaVersion)) return undefined;
   if (typeof m.tenant !== 'string' || typeof m.mode !== 'string' || typeof m.imageTag !== 'string') return undefined;
-  if (!isPlain(source) || !sameKeys(source, 'repo,commit') || typeof source.repo !== 'string' || typeof source.commit !== 'string')
+  if (!isPlain(source) || !sameKeys(source, SOURCE_KEYS) || typeof source.repo !== 'string' || typeof source.commit !== 'string')
     return undefined;
   if (!Array.isArray(files) || Object.getPrototypeOf(files) !== Array.prototype) return undefined;
   if (!isPlain(envPatch) || !isStringList(requiredVariables) || !isStringList(secrets)) return undefined;
-  const q = JSON.stringify;
   let out = `{\n  "schemaVersion": ${m.schemaVersion},\n  "tenant": ${q(m.tenant)},\n  "mode": ${q(m.mode)},\n  "imageTag": ${q(m.imageTag)},\n  "source": {\n    "repo": ${q(source.repo)},\n    "commit": ${q(source.commit)}\n  },\n  "files": `;
   if (files.length === 0) out += '[]';
   else {
     out += '[';
     for (let i = 0; i < files.length; i++) {
       const f = files[i] as unknown;
-      if (!isPlain(f) || !sameKeys(f, 'path,sha256,mode')) return undefined;
+      if (!isPlain(f) || !sameKeys(f, FILE_KEYS)) return undefined;
       if (typeof f.path !== 'string' || typeof f.sha256 !== 'string' || typeof f.mode !== 'number' || !Number.isSafeInteger(f.mode))
         return undefined;
       out += `${i ? ',' : ''}\n    {\n      "path": ${q(f.path)},\n      "sha256": ${q(f.sha256)},\n      "mode": ${f.mode}\n    }`;
@@ -120,7 +134,7 @@ function manifestJsonFast(m: Manifest): string | undefined {
 function stringListJson(list: string[]): string {
   if (list.length === 0) return '[]';
   let out = '[';
-  for (let i = 0; i < list.length; i++) out += `${i ? ',' : ''}\n    ${JSON.stringify(list[i])}`;
+  for (let i = 0; i < list.length; i++) out += `${i ? ',' : ''}\n    ${q(list[i]!)}`;
   return `${out}\n  ]`;
 }
 

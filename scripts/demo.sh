@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# `npm start`: the Flotilla demo (scripts/demo.ts), on a fresh machine too.
+#
+# 1. npm ci when node_modules is missing; as root, apt-get install the Debian packages
+#    the real stacks need, when missing (before the namespace: npm and apt hang inside it).
+# 2. With root, unshare and those packages: the demo runs inside a fresh network + mount
+#    namespace (only loopback), where it starts a private dockerd and a loopback registry,
+#    so no container address ever reaches the shared network.
+# 3. Otherwise, or with FLOTILLA_DEMO_DRY_RUN=1: a labelled dry run that prints the compose
+#    commands it would run and starts no container.
+# Ctrl-C stops the demo; the demo stops what it started, and this script then stops any
+# daemon still named in a pidfile under the run folder and removes the folder.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DEBIAN_PACKAGES=(docker.io docker-compose docker-registry busybox-static)
+
+say() { printf 'demo: %s\n' "$*" >&2; }
+
+if [[ ! -x node_modules/.bin/tsx ]]; then
+  say "node_modules missing, running npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+missing_packages() {
+  local pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+      printf '%s\n' "$pkg"
+    fi
+  done
+}
+
+install_debian_packages() {
+  local -a missing
+  mapfile -t missing < <(missing_packages)
+  ((${#missing[@]} == 0)) && return 0
+  say "installing ${missing[*]} (apt-get, about 30 s)"
+  # Installing docker.io must not start the system's dockerd/containerd on the shared
+  # network: a policy-rc.d answering 101 tells invoke-rc.d to start nothing.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created_policy=1
+  fi
+  local status=0
+  {
+    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  } >&2 || status=$?
+  ((created_policy)) && rm -f "$policy"
+  return "$status"
+}
+
+# Why the real stacks cannot run here, one reason per line; empty when they can.
+docker_blockers() {
+  [[ "$(id -u)" == 0 ]] || echo "not running as root (a private dockerd and network namespace need root)"
+  command -v unshare >/dev/null || echo "unshare (util-linux) not found"
+  local bin
+  for bin in dockerd docker docker-compose docker-registry; do
+    command -v "$bin" >/dev/null || echo "$bin not found (Debian packages: ${DEBIAN_PACKAGES[*]})"
+  done
+  [[ -x /bin/busybox ]] || echo "/bin/busybox not found (Debian package busybox-static)"
+}
+
+run_dir="$(mktemp -d /tmp/flotilla-demo.XXXXXX)"
+export FLOTILLA_DEMO_RUN_DIR="$run_dir"
+
+# Second line of defence: whatever the demo left (a crash, a second Ctrl-C), stopped by
+# the PIDs in the pidfiles under the run folder, then the folder and .demo/ removed.
+stop_leftovers() {
+  local pidfile pid
+  for pidfile in "$run_dir"/*/*.pid; do
+    [[ -f "$pidfile" ]] || continue
+    pid="$(cat "$pidfile")"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      say "stopping leftover process $pid ($pidfile)"
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+cleanup() {
+  stop_leftovers
+  rm -rf "$run_dir" .demo
+}
+trap cleanup EXIT
+
+status=0
+if [[ "${FLOTILLA_DEMO_DRY_RUN:-}" == 1 ]]; then
+  trap : INT TERM
+  node --import tsx scripts/demo.ts || status=$?
+  exit "$status"
+fi
+
+if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+  install_debian_packages || say "apt-get could not install ${DEBIAN_PACKAGES[*]}"
+fi
+
+mapfile -t blockers < <(docker_blockers)
+if ((${#blockers[@]} > 0)); then
+  say "no Docker engine can be started here, so this is a DRY RUN:"
+  for reason in "${blockers[@]}"; do say "  - $reason"; done
+  export FLOTILLA_DEMO_DRY_RUN=1
+  FLOTILLA_DEMO_DRY_RUN_REASONS="$(printf '%s\n' "${blockers[@]}")"
+  export FLOTILLA_DEMO_DRY_RUN_REASONS
+  trap : INT TERM
+  node --import tsx scripts/demo.ts || status=$?
+  exit "$status"
+fi
+
+# Runs inside the namespace; keeps going on Ctrl-C so the sweep after the demo always runs
+# (mounts vanish with the namespace, but dockerd's must go before the folder is removed).
+inner='
+trap : INT TERM
+if command -v ip >/dev/null; then ip link set lo up; else busybox ip link set lo up; fi || {
+  echo "demo: cannot bring up loopback in the new network namespace" >&2; exit 1; }
+status=0
+node --import tsx scripts/demo.ts || status=$?
+for pidfile in "$FLOTILLA_DEMO_RUN_DIR"/*/*.pid; do
+  [ -f "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "demo: stopping leftover process $pid ($pidfile)" >&2
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+done
+awk -v root="$FLOTILLA_DEMO_RUN_DIR" "index(\$5, root) == 1 { print \$5 }" /proc/self/mountinfo |
+  sort -r | while read -r point; do umount -l "$point" 2>/dev/null || true; done
+exit "$status"
+'
+
+trap : INT TERM
+unshare --net --mount --fork -- bash -c "$inner" flotilla-demo || status=$?
+exit "$status"

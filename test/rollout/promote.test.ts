@@ -1,0 +1,135 @@
+// Progressive rollout end to end on the loopback git server and the GitHub stand-in:
+// the example fleet (waves canary: bnkops; early: marcelle, pia; general: linda,
+// soroush; trbh paused), a fleet-wide imageTag bump, agents simulated by posting the
+// `flotilla/<slug>` statuses they post on the source commit.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { publishFleet } from '../../renderer/commands/publish.js';
+import { rolloutStep, type RolloutStepOptions } from '../../renderer/commands/promote.js';
+import { planRepo } from '../../renderer/commands/plan.js';
+import { REPO, startRolloutFixture, type RolloutFixture } from './harness.js';
+
+let fx: RolloutFixture;
+let c0: string;
+let c1: string;
+
+const minutes = (n: number) => new Date(Date.now() + n * 60_000);
+
+function promote(now = new Date(), extra: Partial<RolloutStepOptions> = {}) {
+  return rolloutStep({
+    root: fx.root,
+    repoUrl: fx.remote,
+    cacheDir: fx.cacheDir,
+    github: { client: fx.client, repo: REPO },
+    writeGitHub: true,
+    now: () => now,
+    ...extra,
+  });
+}
+
+function rolloutStatuses(sha: string) {
+  return fx.standIn.statuses('acme/fleet', sha).filter((s) => s.context === 'flotilla/rollout');
+}
+
+beforeEach(async () => {
+  fx = await startRolloutFixture();
+  // Every tenant runs C0, and every agent said so.
+  c0 = await fx.commit('fleet');
+  await publishFleet(fx.root, { repoUrl: fx.remote, cacheDir: fx.cacheDir });
+  for (const slug of ['bnkops', 'linda', 'marcelle', 'pia', 'soroush']) await fx.report(slug, c0, 'success');
+  // The change rolled out: the fleet default moves (linda pins her own tag, so it does not reach her).
+  await fx.editFleet((t) => t.replace('imageTag: v2.10.3', 'imageTag: v2.11.0'));
+  c1 = await fx.commit('Bump fleet default to v2.11.0');
+});
+
+afterEach(async () => {
+  expect(fx.standIn.violations()).toEqual([]);
+  await fx.close();
+});
+
+describe('flotilla promote', () => {
+  it('rolls out wave by wave, advancing only on success and after the soak', async () => {
+    let step = await promote();
+    expect(step.published).toMatchObject({ wave: 'canary', committed: ['bnkops'] });
+    let sources = await fx.branchSources();
+    expect(sources.get('bnkops')).toBe(c1);
+    for (const slug of ['marcelle', 'pia', 'soroush', 'linda']) expect(sources.get(slug)).toBe(c0);
+    expect(sources.get('trbh')).toBeUndefined(); // paused: never published
+    expect(step.report.paused).toEqual(['trbh']);
+    expect(rolloutStatuses(c1).at(-1)).toMatchObject({ state: 'pending', description: '0/3 waves done; wave canary: waiting for bnkops to report success' });
+
+    // The canary has not reported: nothing moves, and the status is not posted again.
+    step = await promote();
+    expect(step.published).toBeUndefined();
+    expect(step.report.decision).toMatchObject({ kind: 'wait', wave: 'canary' });
+    expect(rolloutStatuses(c1)).toHaveLength(1);
+
+    await fx.report('bnkops', c1, 'pending', 'applying v2.11.0');
+    expect((await promote()).published).toBeUndefined();
+    await fx.report('bnkops', c1, 'success');
+    // Success, but the canary soaks 30 minutes.
+    step = await promote(minutes(10));
+    expect(step.published).toBeUndefined();
+    expect(step.report.decision).toMatchObject({ kind: 'wait', wave: 'canary', reason: expect.stringMatching(/soaking until/) });
+    expect((await fx.branchSources()).get('pia')).toBe(c0);
+
+    step = await promote(minutes(31));
+    expect(step.published).toMatchObject({ wave: 'early', committed: ['marcelle', 'pia'] });
+    sources = await fx.branchSources();
+    expect([sources.get('marcelle'), sources.get('pia'), sources.get('soroush')]).toEqual([c1, c1, c0]);
+
+    await fx.report('marcelle', c1, 'success');
+    expect((await promote(minutes(200))).published).toBeUndefined(); // pia has not reported
+    await fx.report('pia', c1, 'success');
+    step = await promote(minutes(200));
+    // linda's render does not change (she pins her tag): only soroush gets a commit.
+    expect(step.published).toMatchObject({ wave: 'general', committed: ['soroush'] });
+    expect((await fx.branchSources()).get('linda')).toBe(c0);
+
+    await fx.report('soroush', c1, 'success');
+    step = await promote(minutes(300));
+    expect(step.report.decision).toEqual({ kind: 'complete' });
+    expect(rolloutStatuses(c1).at(-1)).toMatchObject({ state: 'success', description: 'rollout complete: 3/3 waves done' });
+    expect(fx.standIn.pulls('acme/fleet')).toEqual([]);
+  });
+
+  it('halts on a failure in wave 1: waves 2 and 3 stay on the old commit, one rollback PR, linked from flotilla/rollout', async () => {
+    await promote();
+    await fx.report('bnkops', c1, 'failure', 'health failed: api unhealthy');
+
+    const step = await promote(minutes(60));
+    expect(step.published).toBeUndefined();
+    expect(step.report.decision).toMatchObject({ kind: 'halted', wave: 'canary' });
+    const sources = await fx.branchSources();
+    for (const slug of ['marcelle', 'pia', 'soroush', 'linda']) expect(sources.get(slug)).toBe(c0);
+
+    const [pr, ...more] = fx.standIn.pulls('acme/fleet');
+    expect(more).toEqual([]);
+    expect(pr).toMatchObject({ head: `rollback/bnkops-${c0.slice(0, 12)}`, base: 'main', title: `Roll back bnkops to ${c0.slice(0, 12)}` });
+    expect(pr!.body).toContain('halted (wave canary: bnkops failed (health failed: api unhealthy))');
+    const status = rolloutStatuses(c1).at(-1)!;
+    expect(status).toMatchObject({ state: 'failure', description: 'halted: wave canary: bnkops failed (health failed: api unhealthy)' });
+    expect(status.target_url).toBe(step.rollback!.pullRequest!.url);
+
+    // The rollback PR gives bnkops exactly its C0 render back and touches no one else.
+    const restores = await planRepo({ root: fx.root, base: c0, head: `origin/${pr!.head}` });
+    expect(restores.tenants.find((t) => t.slug === 'bnkops')?.change).toBe('unchanged');
+    const change = await planRepo({ root: fx.root, base: c1, head: `origin/${pr!.head}` });
+    expect(change.tenants.filter((t) => t.change !== 'unchanged').map((t) => t.slug)).toEqual(['bnkops']);
+
+    // Later runs: still halted, no second PR, no second status.
+    const again = await promote(minutes(120));
+    expect(again.report.decision.kind).toBe('halted');
+    expect(again.published).toBeUndefined();
+    expect(fx.standIn.pulls('acme/fleet')).toHaveLength(1);
+    expect(rolloutStatuses(c1).filter((s) => s.state === 'failure')).toHaveLength(1);
+  });
+
+  it('with autoRollback off a halt opens no PR', async () => {
+    await promote();
+    await fx.report('bnkops', c1, 'error', 'pull failed');
+    const step = await promote(minutes(1), { autoRollback: false });
+    expect(step.report.decision.kind).toBe('halted');
+    expect(fx.standIn.pulls('acme/fleet')).toEqual([]);
+    expect(rolloutStatuses(c1).at(-1)).toMatchObject({ state: 'failure', target_url: null });
+  });
+});
