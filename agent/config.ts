@@ -4,6 +4,7 @@
 import { readFile, access, constants } from 'node:fs/promises';
 import { parse as parseDotenv } from 'dotenv';
 import { SettingError } from '../renderer/core/errors.js';
+import { parseWindows, type MaintenanceWindow } from '../renderer/core/window.js';
 import { parseTrustedKeys, type TrustedKey } from '../renderer/core/signing.js';
 
 export const DEFAULT_ENV_FILE = '/etc/flotilla/agent.env';
@@ -38,6 +39,8 @@ export interface AgentConfig {
   backoffMaxSeconds: number;
   /** File of trusted signing keys; when set, only commits signed by one of them are applied. */
   trustedKeysFile?: string;
+  /** Maintenance windows (FLOTILLA_WINDOW, `;`-separated): a new commit waits until one is open. Empty: any time. */
+  windows?: MaintenanceWindow[];
 }
 
 /** Reads the env file if present; a missing default file is fine, a missing explicit one is not. */
@@ -105,7 +108,16 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
     backoffSeconds: positiveNumber('FLOTILLA_BACKOFF', vars.FLOTILLA_BACKOFF, 30),
     backoffMaxSeconds: positiveNumber('FLOTILLA_BACKOFF_MAX', vars.FLOTILLA_BACKOFF_MAX, 900),
     ...(vars.FLOTILLA_TRUSTED_KEYS?.trim() ? { trustedKeysFile: vars.FLOTILLA_TRUSTED_KEYS.trim() } : {}),
+    ...(vars.FLOTILLA_WINDOW?.trim() ? { windows: windowSetting(vars.FLOTILLA_WINDOW) } : {}),
   };
+}
+
+function windowSetting(raw: string): MaintenanceWindow[] {
+  try {
+    return parseWindows(raw);
+  } catch (e) {
+    throw new SettingError('FLOTILLA_WINDOW', e instanceof SettingError ? e.detail : (e as Error).message);
+  }
 }
 
 /** Checks what can be checked without side effects beyond reading: the install dir exists and is writable. */

@@ -28,6 +28,7 @@ import {
 import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
 import { verifyCommitSignature } from '../renderer/core/signing.js';
 import { readTrustedKeys } from './config.js';
+import { anyWindowOpen, waitingForWindowDescription } from '../renderer/core/window.js';
 import type { CommitState } from '../renderer/core/github.js';
 import {
   backupAndSwap,
@@ -69,6 +70,8 @@ export interface ReconcileDeps {
   /** Generates a secret value; URL-safe, at least 32 bytes of randomness. */
   generateSecret?: () => string;
   now?: () => Date;
+  /** `--now`: apply even outside the maintenance windows (emergencies). */
+  ignoreWindow?: boolean;
 }
 
 export type ReconcileOutcome =
@@ -310,6 +313,19 @@ async function apply(
       log(`verify: ${head.slice(0, 12)} signed by ${check.fingerprint}${check.comment ? ` (${check.comment})` : ''}`);
     }
     fetched = await readTenantCommit(config, head);
+    // Outside every maintenance window the commit waits, fetched and verified; a heal restores
+    // what was already applied, so it does not wait. Recorded as a pre-swap failure so each
+    // poll checks again, quietly while the description stays the same.
+    const windows = config.windows ?? [];
+    if (!opts.heal && !deps.ignoreWindow && !anyWindowOpen(windows, now())) {
+      const description = waitingForWindowDescription(windows, now());
+      if (description !== opts.quietUnless) {
+        log(description);
+        await record('failed', description);
+        await report('pending', description);
+      }
+      return { kind: 'noop', commit: head, drift: [] };
+    }
     const pending = `applying ${fetched.manifest.imageTag}`;
     if (opts.quietUnless === undefined) await report('pending', pending);
 

@@ -14,8 +14,9 @@ export interface BenchRow {
 }
 
 export function benchRow(row: Omit<BenchRow, 'ratio'> & { ratio?: number | null }): BenchRow {
-  const ratio = row.ratio ?? (row.baseline ? row.value / row.baseline : null);
-  return { ...row, ratio };
+  const ratio = row.ratio ?? (row.baseline ? Math.round((row.value / row.baseline) * 100) / 100 : null);
+  // Fields in the documented order, so results.json reads the same row after row.
+  return { name: row.name, unit: row.unit, value: row.value, baseline: row.baseline, ratio, target: row.target, met: row.met };
 }
 
 export function median(values: readonly number[]): number {

@@ -20,8 +20,10 @@ async function main(): Promise<void> {
   const rows: BenchRow[] = [];
   // One at a time: benchmarks share two cores and must not time each other.
   for (const [name, run] of BENCHMARKS) {
-    process.stderr.write(`bench: ${name}...\n`);
+    process.stderr.write(`bench: ${name}...`);
+    const started = performance.now();
     rows.push(...(await run()));
+    process.stderr.write(` ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   }
   process.stdout.write(`${formatBenchTable(rows)}\n`);
   const out = join(root, 'bench', 'results.json');

@@ -58,6 +58,8 @@ export interface PublishOptions {
   /** Attempts per branch when the remote branch keeps moving under us. */
   maxPushAttempts?: number;
   deps?: GitDeps;
+  /** Called as each tenant is compared with its branch, then as each branch is pushed (for a progress bar). */
+  onProgress?: (event: { phase: 'compare' | 'push'; done: number; total: number; slug: string }) => void;
   /** Ed25519 key (see core/signing.ts): every tenant commit gets an SSH signature agents can check. */
   signingKey?: KeyObject;
 }
@@ -312,7 +314,9 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
 
   const unchanged = new Set<string>();
   const toPush: (typeof planned)[number][] = [];
+  let compared = 0;
   for (const t of planned) {
+    options.onProgress?.({ phase: 'compare', done: compared++, total: planned.length, slug: t.slug });
     let head = remote.get(t.branch);
     if (head && ((await requireTree(head)) === t.tree.oid || (await sameRenderAsBranch(t, head)))) {
       unchanged.add(t.slug);
@@ -331,10 +335,13 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
   }
 
   const committed = new Set<string>();
+  options.onProgress?.({ phase: 'compare', done: planned.length, total: planned.length, slug: '' });
+  let pushedCount = 0;
   await forEachLimited(toPush, pushConcurrency, async (t) => {
     for (let attempt = 1; attempt <= maxPushAttempts; attempt++) {
       if ((await pushBranch(gitdir, url, t.branch, auth, deps)) === 'pushed') {
         committed.add(t.slug);
+        options.onProgress?.({ phase: 'push', done: ++pushedCount, total: toPush.length, slug: t.slug });
         return;
       }
       // Rejected: someone else moved the branch. Build on their commit, never force.

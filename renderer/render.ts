@@ -74,14 +74,22 @@ export interface TemplateSet {
   /** env.hbs, when present. */
   env?: CompiledTemplate;
   /**
-   * Compose scans by rendered body (the file minus its header line). Most tenants'
-   * compose files differ only in that header, so scanning each distinct body once
-   * keeps a 1,000-tenant render near the cost of the templates alone.
+   * Compose scans by rendered body (the file minus its header line), bucketed by the
+   * body's length. Most tenants' compose files differ only in that header, so
+   * scanning each distinct body once keeps a 1,000-tenant render near the cost of
+   * the templates alone. Not a Map keyed by the body: that hashes every 4 KB body
+   * character by character, where `===` against the few same-length bodies is a memcmp.
    */
-  composeScans: Map<string, VariableScan>;
+  composeScans: Map<number, ComposeScanMemo[]>;
+}
+
+export interface ComposeScanMemo {
+  body: string;
+  scan: VariableScan;
 }
 
 const COMPOSE_SCAN_MEMO_LIMIT = 1024;
+const COMPOSE_SCAN_BUCKET_LIMIT = 16;
 
 /** Thrown by a helper used wrongly; carries the mustache's location so the TemplateError names the line. */
 class HelperUsageError extends Error {
@@ -387,8 +395,8 @@ function headerLine(tenant: Tenant, source: RenderSource, template: CompiledTemp
 }
 
 function scanCompose(templates: TemplateSet, file: string, content: string, body: string, tenant: string): VariableScan {
-  const known = templates.composeScans.get(body);
-  if (known) return known;
+  const sameLength = templates.composeScans.get(body.length);
+  if (sameLength) for (const memo of sameLength) if (memo.body === body) return memo.scan;
   let scan: VariableScan;
   try {
     scan = scanComposeText(content, file);
@@ -398,7 +406,11 @@ function scanCompose(templates: TemplateSet, file: string, content: string, body
     throw e;
   }
   if (templates.composeScans.size >= COMPOSE_SCAN_MEMO_LIMIT) templates.composeScans.clear();
-  templates.composeScans.set(body, scan);
+  const bucket = templates.composeScans.get(body.length) ?? [];
+  // Bounded too: a fleet of many distinct same-length bodies rescans rather than growing.
+  if (bucket.length >= COMPOSE_SCAN_BUCKET_LIMIT) bucket.length = 0;
+  bucket.push({ body, scan });
+  templates.composeScans.set(body.length, bucket);
   return scan;
 }
 

@@ -113,4 +113,9 @@ describe('effectiveWaves', () => {
       ['unassigned', ['z']],
     ]);
   });
+
+  it('makes a fleet without waves one wave of every tenant', () => {
+    const waves = effectiveWaves({ waves: [], tenants: ['x', 'y'].map((slug) => ({ slug }) as never) });
+    expect(waves).toEqual([{ name: 'all', tenants: ['x', 'y'] }]);
+  });
 });

@@ -61,8 +61,15 @@ export interface RolloutReport {
   paused: string[];
 }
 
-/** The fleet's waves, each tenant in the first wave naming it, plus `unassigned` for the rest. */
+/** Name of the one wave of a fleet that declares none. */
+export const WHOLE_FLEET_WAVE = 'all';
+
+/**
+ * The fleet's waves, each tenant in the first wave naming it, plus `unassigned` for the
+ * rest; a fleet that declares no waves is one wave of every tenant.
+ */
 export function effectiveWaves(fleet: Pick<Fleet, 'waves' | 'tenants'>): Wave[] {
+  if (fleet.waves.length === 0) return [{ name: WHOLE_FLEET_WAVE, tenants: fleet.tenants.map((t) => t.slug) }];
   const seen = new Set<string>();
   const waves: Wave[] = fleet.waves.map((w) => {
     const tenants = w.tenants.filter((s) => !seen.has(s));

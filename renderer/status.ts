@@ -2,6 +2,7 @@
 // (tenant branch heads, what a tenant commit says, the latest commit status), so
 // the same code runs against GitHub, the stand-in, or a test's table.
 import type { CommitState, CommitStatus } from './core/github.js';
+import { WAITING_FOR_WINDOW } from './core/window.js';
 import type { Fleet } from './fleet.js';
 
 export type TenantVerdict = 'converged' | 'pending' | 'failed' | 'paused' | 'never reported';
@@ -27,11 +28,17 @@ export interface TenantStatusRow {
   reportedAt?: string;
   ageSeconds?: number;
   verdict: TenantVerdict;
+  /** The agent holds the commit until its maintenance window opens (description says when). */
+  held?: boolean;
 }
 
 export interface FleetStatus {
   tenants: TenantStatusRow[];
   counts: Record<TenantVerdict, number>;
+  /** Tenants whose agent waits for a maintenance window. */
+  held: string[];
+  /** The `flotilla/rollout` status promote posts: halted (and why) or in progress; absent when complete or unknown. */
+  rollout?: { state: CommitState; description: string | null; source: string; targetUrl: string | null };
 }
 
 export interface StatusReads {
@@ -41,6 +48,8 @@ export interface StatusReads {
   /** Newest status with this context on the commit, if any. */
   latestStatus(sha: string, context: string): Promise<CommitStatus | undefined>;
   now?(): Date;
+  /** The fleet commit being rolled out; without it the commits tenant branches name are checked for a halt. */
+  sourceCommit?: string;
 }
 
 /** What the row means: paused first, then the state the agent last reported on the branch head. */
@@ -90,11 +99,24 @@ export async function collectFleetStatus(fleet: Fleet, reads: StatusReads, concu
         row.ageSeconds = Math.max(0, Math.round((now - Date.parse(status.createdAt)) / 1000));
       }
     }
-    return { ...row, verdict: verdictOf(row) };
+    const verdict = verdictOf(row);
+    return { ...row, verdict, ...(verdict === 'pending' && row.description?.startsWith(WAITING_FOR_WINDOW) ? { held: true } : {}) };
   });
   const counts: Record<TenantVerdict, number> = { converged: 0, pending: 0, failed: 0, paused: 0, 'never reported': 0 };
   for (const t of tenants) counts[t.verdict]++;
-  return { tenants, counts };
+  const status: FleetStatus = { tenants, counts, held: tenants.filter((t) => t.held).map((t) => t.slug) };
+  const rollout = await rolloutOf(fleet, reads, tenants);
+  if (rollout) status.rollout = rollout;
+  return status;
+}
+
+/** A halted rollout wins over one in progress; a complete one is not worth a line. */
+async function rolloutOf(fleet: Fleet, reads: StatusReads, rows: TenantStatusRow[]): Promise<FleetStatus['rollout']> {
+  const shas = reads.sourceCommit ? [reads.sourceCommit] : [...new Set(rows.map((r) => r.source).filter((s): s is string => !!s))];
+  const found = await mapLimited(shas, 4, async (sha) => ({ sha, status: await reads.latestStatus(sha, `${fleet.defaults.statusContextPrefix}rollout`) }));
+  const pick = found.find((f) => f.status?.state === 'failure' || f.status?.state === 'error') ?? found.find((f) => f.status?.state === 'pending');
+  if (!pick?.status) return undefined;
+  return { state: pick.status.state, description: pick.status.description, source: pick.sha, targetUrl: pick.status.targetUrl };
 }
 
 export function formatAge(seconds: number | undefined): string {
@@ -119,7 +141,7 @@ function cells(row: TenantStatusRow): string[] {
     row.publishedTag ?? '-',
     row.head ? row.head.slice(0, 7) : '-',
     row.source ? row.source.slice(0, 7) : '-',
-    row.verdict === 'paused' && row.state ? `paused (${row.state})` : row.verdict,
+    row.verdict === 'paused' && row.state ? `paused (${row.state})` : row.held ? 'held (window)' : row.verdict,
     formatAge(row.ageSeconds),
     (row.description ?? '').replace(/\s+/g, ' ') || '-',
   ];
@@ -137,9 +159,22 @@ export function formatStatus(status: FleetStatus, opts: { tty: boolean }): strin
   } else {
     body = rows.map((r) => r.join('\t')).join('\n');
   }
-  return `${body}\n\n${summaryLine(status)}\n`;
+  return `${body}\n\n${summaryLine(status)}\n${rolloutLines(status)}`;
+}
+
+function rolloutLines(status: FleetStatus): string {
+  let out = '';
+  if (status.held.length) out += `held until their maintenance window opens: ${status.held.join(', ')}\n`;
+  const r = status.rollout;
+  if (r) {
+    const halted = r.state === 'failure' || r.state === 'error';
+    out += `rollout of ${r.source.slice(0, 12)}: ${halted ? 'HALTED' : 'in progress'}${r.description ? `: ${r.description.replace(/^halted: /, '')}` : ''}\n`;
+    if (r.targetUrl) out += `  rollback: ${r.targetUrl}\n`;
+  }
+  return out;
 }
 
 export function formatStatusJson(status: FleetStatus): string {
-  return `${JSON.stringify({ summary: status.counts, tenants: status.tenants }, null, 2)}\n`;
+  const extra = { held: status.held, ...(status.rollout ? { rollout: status.rollout } : {}) };
+  return `${JSON.stringify({ summary: status.counts, tenants: status.tenants, ...extra }, null, 2)}\n`;
 }

@@ -202,9 +202,24 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
   const result: DemoResult = { ok: false, mode: opts.mode, problems: [], tenants: [], bumped: bumpTenant, bumpTag, startedPids: [] };
   const cleanups: Array<{ what: string; run: () => Promise<void> }> = [];
+  // After Ctrl-C, agents still in flight fail as their engine goes away: not news to anyone.
+  let interrupted = false;
+  const agentSay = (text: string) => {
+    if (!interrupted) say(text);
+  };
   const aborted = new Promise<never>((_, reject) => {
-    if (opts.signal?.aborted) reject(new DemoAborted());
-    opts.signal?.addEventListener('abort', () => reject(new DemoAborted()), { once: true });
+    if (opts.signal?.aborted) {
+      interrupted = true;
+      reject(new DemoAborted());
+    }
+    opts.signal?.addEventListener(
+      'abort',
+      () => {
+        interrupted = true;
+        reject(new DemoAborted());
+      },
+      { once: true },
+    );
   });
   aborted.catch(() => undefined);
   const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, aborted]);
@@ -302,8 +317,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const cli = async (args: string[], env: Record<string, string | undefined> = {}): Promise<number> => {
           say(`    $ flotilla ${args.join(' ')}`);
           const io: CliIo & { isTTY: boolean } = {
-            stdout: (s) => indent(s, '    | '),
-            stderr: (s) => indent(s, '    ! '),
+            stdout: (s) => void (interrupted || indent(s, '    | ')),
+            stderr: (s) => void (interrupted || indent(s, '    ! ')),
             cwd: source,
             env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
             isTTY: true,
@@ -315,7 +330,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           if (code !== 0) throw new Error(`flotilla ${args[0]} exited ${code}`);
         };
         const publishArgs = ['publish', '--repo', repoUrl, '--cache', join(opts.runDir, 'publish-cache')];
-        const dryCompose = dry ? createDryRunCompose((line) => say(`    ${line}`)) : undefined;
+        const dryCompose = dry ? createDryRunCompose((line) => agentSay(`    ${line}`)) : undefined;
         const agentEnv: Record<string, string | undefined> = {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
@@ -328,11 +343,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
               let outcome: PassOutcome = 'unknown';
               const code = await runAgentCli(['--env-file', host.envFile, 'once'], {
                 env: agentEnv,
-                stdout: (s) => indent(s, `    ${host.slug} | `),
+                stdout: (s) => {
+                  if (!interrupted) indent(s, `    ${host.slug} | `);
+                },
                 stderr: (s) => {
                   const m = /\boutcome: (applied|noop|refused|failed|error)\b/.exec(s);
                   if (m) outcome = m[1] as PassOutcome;
-                  indent(stripLogPrefix(s), `    [${stamp()}] ${host.slug.padEnd(9)}| `);
+                  if (!interrupted) indent(stripLogPrefix(s), `    [${stamp()}] ${host.slug.padEnd(9)}| `);
                 },
                 ...(dryCompose ? { compose: dryCompose } : {}),
                 // The stand-in is on loopback: the 1 s gap GitHub asks between writes would only slow the demo down.
@@ -426,7 +443,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     );
     result.ok = result.problems.length === 0;
   } catch (e) {
-    if (e instanceof DemoAborted) say('\nInterrupted: stopping everything the demo started.');
+    if (e instanceof DemoAborted) {
+      say('\nInterrupted: stopping everything the demo started.');
+    }
     else {
       say(`\nThe demo failed: ${(e as Error).message}`);
       result.problems.push((e as Error).message);
@@ -445,6 +464,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await rm(opts.hostsDir, { recursive: true, force: true });
     await rm(opts.runDir, { recursive: true, force: true });
     say(`    removed ${opts.hostsDir} and ${opts.runDir}`);
+  }
+  if (interrupted) {
+    say(`\nInterrupted after ${((Date.now() - started) / 1000).toFixed(0)} s; everything the demo started is stopped and its folders are gone.`);
+    return result;
   }
   say(
     result.ok

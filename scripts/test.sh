@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 REPORT=test-results/vitest.json
-DEBIAN_PACKAGES=(docker.io docker-compose docker-registry busybox-static)
+DEBIAN_PACKAGES=(docker.io docker-compose docker-registry busybox-static chromium)
 
 banner() {
   local line='!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { ensureBareRepo, fetchAllBranches, hasObject, listRemoteBranches, nodeGitDeps, sanitizeUrl, sourceTrailer, type GitAuth } from '../core/git.js';
-import { createCommitStatus, getCombinedStatus, type CommitStatus, type GitHubClient, type RepoRef } from '../core/github.js';
+import { createCommitStatus, getCombinedStatus, truncateDescription, type CommitStatus, type GitHubClient, type RepoRef } from '../core/github.js';
 import { loadFleet, type Fleet } from '../fleet.js';
 import type { CliIo, GlobalOptions } from '../main.js';
 import { buildTree, publishTenants, type PublishFile, type PublishResult } from '../publish.js';
@@ -175,7 +175,7 @@ export async function rolloutStep(opts: RolloutStepOptions): Promise<RolloutStep
       }
     }
     const want = rolloutStatus(result.report);
-    if (!previous || previous.state !== want.state || previous.description !== truncated(want.description) || (targetUrl ?? null) !== previous.targetUrl) {
+    if (!previous || previous.state !== want.state || previous.description !== truncateDescription(want.description) || (targetUrl ?? null) !== previous.targetUrl) {
       result.posted = await createCommitStatus(opts.github.client, {
         ...opts.github.repo,
         sha: source.commit,
@@ -187,11 +187,6 @@ export async function rolloutStep(opts: RolloutStepOptions): Promise<RolloutStep
     }
   }
   return result;
-}
-
-function truncated(description: string): string {
-  const chars = Array.from(description.replace(/\s+/g, ' ').trim());
-  return chars.length <= 140 ? chars.join('') : `${chars.slice(0, 139).join('')}…`;
 }
 
 /**

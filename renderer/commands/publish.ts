@@ -13,6 +13,10 @@ import { resolveSource } from './render.js';
 import { formatStep, rolloutStep, type RolloutStepOptions } from './promote.js';
 import { githubClientFromEnv, githubToken, resolveRepo } from './github-env.js';
 import type { CliIo, GlobalOptions } from '../main.js';
+import { createProgress } from '../progress.js';
+import { readFile } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { parseSigningKey } from '../core/signing.js';
 
 interface PublishCliOptions {
   repo: string;
@@ -32,7 +36,15 @@ export interface PublishSummary extends PublishResult {
 /** Renders the fleet at `root` and publishes it; the pure parts live in render.ts and publish.ts. */
 export async function publishFleet(
   root: string,
-  opts: { repoUrl: string; token?: string; cacheDir: string; source?: { repo?: string; commit?: string } },
+  opts: {
+    repoUrl: string;
+    token?: string;
+    cacheDir: string;
+    source?: { repo?: string; commit?: string };
+    onProgress?: Parameters<typeof publishTenants>[0]['onProgress'];
+    /** Signs every tenant commit (agents with FLOTILLA_TRUSTED_KEYS apply only signed ones). */
+    signingKey?: KeyObject;
+  },
 ): Promise<PublishSummary> {
   const [fleet, templates, source] = await Promise.all([
     loadFleet(root),
@@ -54,6 +66,8 @@ export async function publishFleet(
     })),
     source,
     branchPrefix: fleet.defaults.tenantBranchPrefix,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signingKey ? { signingKey: opts.signingKey } : {}),
   });
   return { ...result, paused: rendered.filter((t) => t.paused).map((t) => t.slug) };
 }
@@ -70,7 +84,8 @@ export function registerPublish(program: Command, io: CliIo): void {
     .option('--all-waves', 'publish every tenant now, ignoring rollout waves (emergencies)')
     .option('--now', 'the same as --all-waves')
     .option('--github-repo <owner/name>', 'with a GitHub token set: read agent statuses here to publish a later wave')
-    .action(async (opts: PublishCliOptions) => {
+    .option('--signing-key <file>', 'Ed25519 key (ssh-keygen -t ed25519, unencrypted) to sign tenant commits with')
+    .action(async (opts: PublishCliOptions & { signingKey?: string }) => {
       const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
       const token = opts.token ?? io.env.FLOTILLA_GIT_TOKEN ?? io.env.GITHUB_TOKEN;
       const cacheDir = opts.cache ? resolve(io.cwd, opts.cache) : join(tmpdir(), 'flotilla-publish-cache');
@@ -85,7 +100,21 @@ export function registerPublish(program: Command, io: CliIo): void {
         io.stdout(formatStep(await rolloutStep(step)));
         return;
       }
-      const summary = await publishFleet(root, { repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source });
+      // A bar on stderr for a person at a terminal; nothing in CI or when piped.
+      const progress = createProgress(process.stderr, io.env);
+      let summary: PublishSummary;
+      try {
+        summary = await publishFleet(root, {
+          repoUrl: opts.repo,
+          ...(token ? { token } : {}),
+          cacheDir,
+          source,
+          onProgress: (e) => progress.update(e.phase, e.done, e.total, e.slug),
+          ...(opts.signingKey ? { signingKey: parseSigningKey(await readFile(resolve(io.cwd, opts.signingKey), 'utf8')) } : {}),
+        });
+      } finally {
+        progress.stop();
+      }
       for (const slug of summary.committed) io.stdout(`${slug}: committed\n`);
       io.stdout(
         `published to ${sanitizeUrl(opts.repo)}: ${summary.committed.length} committed, ${summary.unchanged.length} unchanged` +

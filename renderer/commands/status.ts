@@ -15,6 +15,9 @@ import { loadFleet } from '../fleet.js';
 import type { CliIo, GlobalOptions } from '../main.js';
 import { collectFleetStatus, formatStatus, formatStatusJson, type StatusReads, type TenantCommitInfo } from '../status.js';
 import { githubClientFromEnv, githubToken, resolveRepo, type Env } from './github-env.js';
+import { writeFile } from 'node:fs/promises';
+import { renderDashboardHtml } from '../dashboard.js';
+import { effectiveWaves } from '../rollout.js';
 
 export interface GitStatusReadsOptions {
   url: string;
@@ -63,6 +66,7 @@ async function fleetUrl(given: string | undefined, env: Env, root: string): Prom
 
 interface StatusCliOptions {
   json?: boolean;
+  html?: string;
   repo?: string;
   fleetUrl?: string;
 }
@@ -72,6 +76,7 @@ export function registerStatus(program: Command, io: CliIo): void {
     .command('status')
     .description('show every tenant: desired tag, published commit, agent state and age; exit 1 when any failed')
     .option('--json', 'print JSON for scripts')
+    .option('--html <file>', 'also write the fleet as one self-contained HTML page (failed tenants first, last rollout)')
     .option('--repo <owner/name>', 'GitHub repository holding the statuses (default: GITHUB_REPOSITORY or the origin URL)')
     .option('--fleet-url <url>', 'fleet git repository (default: FLOTILLA_FLEET_URL or the origin remote)')
     .action(async (opts: StatusCliOptions) => {
@@ -92,6 +97,9 @@ export function registerStatus(program: Command, io: CliIo): void {
       }
       const tty = (io as CliIo & { isTTY?: boolean }).isTTY ?? process.stdout.isTTY === true;
       io.stdout(opts.json ? formatStatusJson(status) : formatStatus(status, { tty }));
+      if (opts.html) {
+        await writeFile(resolve(io.cwd, opts.html), renderDashboardHtml(status, { generatedAt: new Date(), waves: effectiveWaves(fleet) }));
+      }
       const failed = status.tenants.filter((t) => t.verdict === 'failed').map((t) => t.slug);
       if (failed.length > 0) throw new TenantsFailedError(failed);
     });

@@ -49,7 +49,8 @@ describe('serializeManifest', () => {
       requiredVariables: ['A'],
       secrets: [],
     };
-    const reordered = { tenant: base.tenant, ...base } as unknown as Manifest;
+    const { tenant, ...rest } = base;
+    const reordered = { ...rest, tenant } as unknown as Manifest; // tenant last
     const extra = { ...base, note: 'kept' } as unknown as Manifest;
     const withUndefined = { ...base, envPatch: { A: undefined, B: '2' } } as unknown as Manifest;
     const fileExtra = { ...base, files: [{ mode: 0o644, path: 'a', sha256: sha256('y') }] } as unknown as Manifest;

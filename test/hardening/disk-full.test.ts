@@ -6,7 +6,6 @@
 // not called, the staging leftovers are removed (the disk is usable again) and the
 // next release that fits applies.
 import { execFile } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,15 +25,14 @@ import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../support
 const execFileAsync = promisify(execFile);
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
 
-/** True inside scripts/test.sh: root, in a mount namespace of our own (a tmpfs here is private). */
+/**
+ * True inside scripts/test.sh: root, in the mount namespace it creates for the run
+ * (FLOTILLA_TEST_RUN_DIR is set there), so a tmpfs mounted here is private and the
+ * script's cleanup unmounts it even after a crash.
+ */
 function privateMountNamespace(): boolean {
-  try {
-    return process.getuid?.() === 0 && readlinkSync('/proc/self/ns/mnt') !== readlinkSync('/proc/1/ns/mnt');
-  } catch {
-    return false;
-  }
+  return process.getuid?.() === 0 && !!process.env.FLOTILLA_TEST_RUN_DIR;
 }
-// Outside scripts/test.sh (e.g. `npx vitest run --project unit`) the test is skipped, never run against the shared mount table.
 const canMount = privateMountNamespace();
 
 let git: GitServer;
@@ -45,7 +43,7 @@ let stateDir: string;
 
 beforeAll(async () => {
   if (!canMount) return;
-  work = await mkdtemp(join(tmpdir(), 'flotilla-disk-full-'));
+  work = await mkdtemp(join(process.env.FLOTILLA_TEST_RUN_DIR ?? tmpdir(), 'disk-full-'));
   disk = join(work, 'disk');
   stateDir = join(work, 'state');
   await mkdir(disk);

@@ -6,6 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { publishFleet } from '../../renderer/commands/publish.js';
 import { rolloutStep, type RolloutStepOptions } from '../../renderer/commands/promote.js';
 import { planRepo } from '../../renderer/commands/plan.js';
+import { gitStatusReads } from '../../renderer/commands/status.js';
+import { loadFleet } from '../../renderer/fleet.js';
+import { collectFleetStatus, formatStatus } from '../../renderer/status.js';
+import { join } from 'node:path';
+import { runCli, type CliIo } from '../../renderer/main.js';
 import { REPO, startRolloutFixture, type RolloutFixture } from './harness.js';
 
 let fx: RolloutFixture;
@@ -116,6 +121,13 @@ describe('flotilla promote', () => {
     const change = await planRepo({ root: fx.root, base: c1, head: `origin/${pr!.head}` });
     expect(change.tenants.filter((t) => t.change !== 'unchanged').map((t) => t.slug)).toEqual(['bnkops']);
 
+    // `flotilla status` says halted, why, and where the rollback is.
+    const fleet = await loadFleet(fx.root);
+    const fleetStatus = await collectFleetStatus(fleet, gitStatusReads({ url: fx.remote, gitdir: join(fx.cacheDir, '..', 'status.git'), client: fx.client, repo: REPO }));
+    const text = formatStatus(fleetStatus, { tty: false });
+    expect(text).toContain(`rollout of ${c1.slice(0, 12)}: HALTED: wave canary: bnkops failed (health failed: api unhealthy)\n`);
+    expect(text).toContain(`  rollback: ${step.rollback!.pullRequest!.url}\n`);
+
     // Later runs: still halted, no second PR, no second status.
     const again = await promote(minutes(120));
     expect(again.report.decision.kind).toBe('halted');
@@ -131,5 +143,29 @@ describe('flotilla promote', () => {
     expect(step.report.decision.kind).toBe('halted');
     expect(fx.standIn.pulls('acme/fleet')).toEqual([]);
     expect(rolloutStatuses(c1).at(-1)).toMatchObject({ state: 'failure', target_url: null });
+  });
+});
+
+describe('flotilla publish on a fleet with waves', () => {
+  async function publish(args: string[] = []): Promise<string> {
+    let out = '';
+    const io: CliIo = { stdout: (t) => void (out += t), stderr: (t) => void (out += t), cwd: fx.root, env: {} };
+    expect(await runCli(['publish', '--repo', fx.remote, '--cache', fx.cacheDir, ...args], io)).toBe(0);
+    return out;
+  }
+
+  it('publishes only the first wave; a rerun without statuses publishes nothing more; --now publishes every tenant', async () => {
+    expect(await publish()).toContain('bnkops: committed (wave canary)');
+    let sources = await fx.branchSources();
+    expect([sources.get('bnkops'), sources.get('pia'), sources.get('soroush')]).toEqual([c1, c0, c0]);
+
+    const rerun = await publish();
+    expect(rerun).not.toContain('committed');
+    expect(rerun).toContain('wave canary: waiting for bnkops to report success');
+
+    const now = await publish(['--now']);
+    expect(now).toMatch(/published to .*: 3 committed, 2 unchanged, paused \(skipped\): trbh/);
+    sources = await fx.branchSources();
+    expect([sources.get('marcelle'), sources.get('pia'), sources.get('soroush'), sources.get('linda'), sources.get('trbh')]).toEqual([c1, c1, c1, c0, undefined]);
   });
 });
