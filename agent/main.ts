@@ -71,7 +71,7 @@ function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
 }
 
 /** One pass with everything wired: lock held by the caller. */
-async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal): Promise<ReconcileOutcome> {
+async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal, ignoreWindow = false): Promise<ReconcileOutcome> {
   const log = logger(io, config);
   const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
   const reporter = createStatusReporter(config, outbox, log, { ...io.statusClient, ...(io.fetch ? { fetch: io.fetch } : {}) });
@@ -82,6 +82,7 @@ async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal): Pro
     report: (u) => reporter.report(u),
     log,
     ...(signal ? { signal } : {}),
+    ...(ignoreWindow ? { ignoreWindow } : {}),
   });
   log(`outcome: ${outcome.kind}${'description' in outcome ? `: ${outcome.description}` : ''}`);
   return outcome;
@@ -112,11 +113,12 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
   program
     .command('once')
     .description('one poll -> plan -> apply cycle; exit 0 nothing to do or applied, 3 refused, 1 failed, 2 could not run')
-    .action(async () => {
+    .option('--now', 'apply even outside the maintenance window (emergencies)')
+    .action(async (opts: { now?: boolean }) => {
       const config = await configFrom(io, envFile());
       const lock = await acquireLock(config.stateDir);
       try {
-        setExit(OUTCOME_EXIT_CODES[(await pass(io, config)).kind]);
+        setExit(OUTCOME_EXIT_CODES[(await pass(io, config, io.stopSignal, opts.now === true)).kind]);
       } finally {
         await lock.release();
       }

@@ -25,6 +25,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY renderer ./renderer
 COPY agent ./agent
 COPY bench ./bench
+COPY test/support ./test/support
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

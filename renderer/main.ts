@@ -13,6 +13,8 @@ import { registerPlan } from './commands/plan.js';
 import { registerComment } from './commands/comment.js';
 import { registerBump } from './commands/bump.js';
 import { registerStatus } from './commands/status.js';
+import { registerPromote } from './commands/promote.js';
+import { registerRollback } from './commands/rollback.js';
 
 /** Where a command writes; tests pass buffers, the real CLI passes the process streams. */
 export interface CliIo {
@@ -40,6 +42,8 @@ const COMMANDS: RegisterCommand[] = [
   registerComment,
   registerBump,
   registerStatus,
+  registerPromote,
+  registerRollback,
 ];
 
 /** Exit code for an error Flotilla did not expect: EX_SOFTWARE, an internal bug. */

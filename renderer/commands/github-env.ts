@@ -12,9 +12,12 @@ export function githubToken(env: Env): string | undefined {
   return env.FLOTILLA_GITHUB_TOKEN || env.GITHUB_TOKEN || undefined;
 }
 
-/** FLOTILLA_GITHUB_API_URL, else GITHUB_API_URL (set by Actions, also on GHES), else api.github.com. */
+/**
+ * FLOTILLA_GITHUB_API (the name the agent reads too), else FLOTILLA_GITHUB_API_URL, else
+ * GITHUB_API_URL (set by Actions, also on GHES), else api.github.com.
+ */
 export function githubApiUrl(env: Env): string {
-  return env.FLOTILLA_GITHUB_API_URL || env.GITHUB_API_URL || 'https://api.github.com';
+  return env.FLOTILLA_GITHUB_API || env.FLOTILLA_GITHUB_API_URL || env.GITHUB_API_URL || 'https://api.github.com';
 }
 
 /** The Octokit for a command; fails with the setting to fix when no token is set. */

@@ -56,7 +56,7 @@ describe('flotilla publish (example fleet, loopback git server)', () => {
   const cache = () => join(work, 'cache');
 
   it('makes one branch per unpaused tenant and lists the paused one', async () => {
-    const r = await flotilla(['publish', '--repo', remote, '--cache', cache()]);
+    const r = await flotilla(['publish', '--repo', remote, '--cache', cache(), '--all-waves']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const branches = await tenantBranches();
@@ -76,7 +76,7 @@ describe('flotilla publish (example fleet, loopback git server)', () => {
   it('a second run adds nothing and pushes nothing', async () => {
     const before = await tenantBranches();
     server.resetStats();
-    const r = await flotilla(['publish', '--repo', remote, '--cache', cache()]);
+    const r = await flotilla(['publish', '--repo', remote, '--cache', cache(), '--all-waves']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/0 committed, 5 unchanged/);
     expect(await tenantBranches()).toEqual(before);
@@ -90,7 +90,7 @@ describe('flotilla publish (example fleet, loopback git server)', () => {
     const text = await readFile(file, 'utf8');
     await writeFile(file, `${text.replace(/^imageTag:.*\n/m, '')}imageTag: v2.11.0\n`);
     git(['-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '-qam', 'bump pia'], fleetCopy);
-    const r = await flotilla(['publish', '--repo', remote, '--cache', cache()]);
+    const r = await flotilla(['publish', '--repo', remote, '--cache', cache(), '--all-waves']);
     expect(r.code).toBe(0);
     const after = await tenantBranches();
     const moved = [...after.keys()].filter((b) => after.get(b) !== before.get(b));
