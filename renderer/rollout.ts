@@ -102,7 +102,9 @@ export function decideRollout(input: RolloutInput): RolloutReport {
       else if (t.status && FAILED.has(t.status.state)) progress.failed.push(slug);
       else if (t.status?.state === 'success') {
         progress.succeeded.push(slug);
-        lastSuccess = Math.max(lastSuccess, Date.parse(t.status.at));
+        // Only a tenant this source commit changed has anything to soak: a wave the change
+        // does not touch is done at once, whatever its tenants did for older commits.
+        if (t.branchSource === input.source) lastSuccess = Math.max(lastSuccess, Date.parse(t.status.at));
       } else progress.reporting.push(slug);
     }
     // Later waves are listed with what they hold, but only the first open wave decides.
