@@ -28,7 +28,7 @@ import {
 import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
 import { verifyCommitSignature } from '../renderer/core/signing.js';
 import { readTrustedKeys } from './config.js';
-import { anyWindowOpen, waitingForWindowDescription } from '../renderer/core/window.js';
+import { anyWindowOpen, parseWindows, waitingForWindowDescription } from '../renderer/core/window.js';
 import type { CommitState } from '../renderer/core/github.js';
 import {
   backupAndSwap,
@@ -316,7 +316,8 @@ async function apply(
     // Outside every maintenance window the commit waits, fetched and verified; a heal restores
     // what was already applied, so it does not wait. Recorded as a pre-swap failure so each
     // poll checks again, quietly while the description stays the same.
-    const windows = config.windows ?? [];
+    // The host's own FLOTILLA_WINDOW wins over the window the fleet declares for the tenant.
+    const windows = config.windows ?? parseWindows(fetched.manifest.windows ?? []);
     if (!opts.heal && !deps.ignoreWindow && !anyWindowOpen(windows, now())) {
       const description = waitingForWindowDescription(windows, now());
       if (description !== opts.quietUnless) {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SettingError } from '../renderer/core/errors.js';
 import { remoteBranchHead } from '../renderer/core/git.js';
+import { MANIFEST_PATH, serializeManifest } from '../renderer/core/manifest.js';
 import { publishTenants } from '../renderer/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
@@ -40,9 +41,14 @@ afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function publish(): Promise<{ commit: string; source: string }> {
+async function publish(opts: { windows?: string[] } = {}): Promise<{ commit: string; source: string }> {
   const source = fakeSourceCommit(`window ${n}`);
   const fixture = tenantFixture({ tenant: 'acme', imageTag: 'v1', registry: '127.0.0.1:5000', repository: 'flotilla-test/app', sourceCommit: source });
+  if (opts.windows) {
+    // The window the fleet declares for the tenant travels in its manifest.
+    fixture.manifest.windows = opts.windows;
+    fixture.files = fixture.files.map((f) => (f.path === MANIFEST_PATH ? { ...f, content: serializeManifest(fixture.manifest) } : f));
+  }
   await publishTenants({ repoUrl, workDir: join(work, 'publish.git'), tenants: [{ slug: 'acme', files: fixture.files }], source: { repo: FIXTURE_SOURCE_REPO, commit: source } });
   return { commit: (await remoteBranchHead(repoUrl, 'tenants/acme'))!, source };
 }
@@ -52,8 +58,9 @@ const WINDOW = 'Sun 02:00-05:00 Europe/Berlin';
 const SATURDAY_NOON = new Date('2025-06-07T12:00:00Z');
 const SUNDAY_0230_BERLIN = new Date('2025-06-08T00:30:00Z');
 
-async function pass(compose: RecordingCompose, now: Date, opts: { ignoreWindow?: boolean } = {}) {
+async function pass(compose: RecordingCompose, now: Date, opts: { ignoreWindow?: boolean; hostWindow?: string | null } = {}) {
   const statuses: StatusUpdate[] = [];
+  const { hostWindow = WINDOW, ...deps } = opts;
   const outcome = await reconcileOnce({
     config: parseAgentConfig({
       FLOTILLA_REPO: repoUrl,
@@ -61,14 +68,14 @@ async function pass(compose: RecordingCompose, now: Date, opts: { ignoreWindow?:
       FLOTILLA_DIR: installDir,
       FLOTILLA_STATE_DIR: join(work, 'state'),
       FLOTILLA_HEALTH_TIMEOUT: '1',
-      FLOTILLA_WINDOW: WINDOW,
+      ...(hostWindow ? { FLOTILLA_WINDOW: hostWindow } : {}),
     }),
     compose,
     report: async (u) => void statuses.push(u),
     log: () => undefined,
     healthPollMs: 1,
     now: () => now,
-    ...opts,
+    ...deps,
   });
   return { outcome, statuses };
 }
@@ -98,6 +105,17 @@ describe('maintenance window hold', () => {
     expect(open.statuses.map((s) => `${s.state}: ${s.description}`)).toEqual(['pending: applying v1', 'success: v1 up, 1/1 healthy']);
     expect(compose.ops).toEqual(['config', 'pull', 'up', 'services']);
     expect((await readState(join(work, 'state'))).lastApplied?.commit).toBe(commit);
+  });
+
+  it('holds by the window the fleet declares (from the manifest) when the host sets none', async () => {
+    const { commit } = await publish({ windows: [WINDOW] });
+    const compose = new RecordingCompose({ services: HEALTHY });
+    const held = await pass(compose, SATURDAY_NOON, { hostWindow: null });
+    expect(held.outcome).toEqual({ kind: 'noop', commit, drift: [] });
+    expect(held.statuses[0]?.description).toMatch(/^waiting for window/);
+    expect(compose.calls).toEqual([]);
+    const open = await pass(compose, SUNDAY_0230_BERLIN, { hostWindow: null });
+    expect(open.outcome).toMatchObject({ kind: 'applied', commit });
   });
 
   it('applies outside the window with the --now override', async () => {

@@ -226,6 +226,18 @@ describe('the repository templates and fleet', () => {
     expect(JSON.stringify(b)).toBe(JSON.stringify(a));
   });
 
+  it("carries a tenant's maintenance windows to the agent in the manifest, and only when it has some", async () => {
+    const fleet = await loadFleet(repoRoot);
+    const templates = await loadTemplates(`${repoRoot}templates`);
+    const pia = fleet.tenants.find((t) => t.slug === 'pia')!;
+    const windowed = renderTenant(fleet, { ...pia, windows: ['Sun 02:00-05:00 Europe/Berlin'] }, templates, SOURCE);
+    const manifestText = windowed.files.find((f) => f.path === MANIFEST_PATH)!.content;
+    expect(parseManifest(manifestText).windows).toEqual(['Sun 02:00-05:00 Europe/Berlin']);
+    const plain = renderTenant(fleet, { ...pia, windows: [] }, templates, SOURCE);
+    expect(plain.files.find((f) => f.path === MANIFEST_PATH)!.content).not.toContain('windows');
+    expect(() => parseManifest(manifestText.replace('Sun 02:00-05:00', 'Sun 2-5'))).toThrow(/manifest: windows:/);
+  });
+
   it('renders only the tenants asked for and refuses unknown ones', async () => {
     const fleet = await loadFleet(repoRoot);
     const templates = await loadTemplates(`${repoRoot}templates`);

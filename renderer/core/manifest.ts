@@ -3,6 +3,7 @@
 // nothing on disk that the manifest does not name).
 import crypto, { createHash } from 'node:crypto';
 import { ManifestError } from './errors.js';
+import { parseWindows } from './window.js';
 
 export const MANIFEST_PATH = '.flotilla/manifest.json';
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -33,6 +34,8 @@ export interface Manifest {
   requiredVariables: string[];
   /** Names of secrets the host generates when missing; values never leave the host. */
   secrets: string[];
+  /** Maintenance windows (`Sun 02:00-05:00 Europe/Berlin`) the agent applies in; absent: any time. */
+  windows?: string[];
 }
 
 /** One file of a rendered tenant tree. */
@@ -210,6 +213,17 @@ export function parseManifest(text: string): Manifest {
       throw new ManifestError(`${key} must be a list of variable names`);
     return list as string[];
   };
+  let windows: string[] | undefined;
+  if (m.windows !== undefined) {
+    if (!Array.isArray(m.windows) || m.windows.some((w) => typeof w !== 'string'))
+      throw new ManifestError('windows must be a list of maintenance windows');
+    try {
+      parseWindows(m.windows as string[]);
+    } catch (e) {
+      throw new ManifestError(`windows: ${(e as Error).message}`);
+    }
+    windows = m.windows as string[];
+  }
   return {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     tenant: m.tenant,
@@ -220,5 +234,6 @@ export function parseManifest(text: string): Manifest {
     envPatch: envPatch as Record<string, string>,
     requiredVariables: names('requiredVariables'),
     secrets: names('secrets'),
+    ...(windows ? { windows } : {}),
   };
 }
