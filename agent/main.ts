@@ -14,14 +14,13 @@ import { planApply } from './apply.js';
 import { createComposeRunner } from './compose.js';
 import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { envCheck, formatEnvCheck } from './env-check.js';
 import { acquireLock } from './lock.js';
-import { renderPlanText } from './plan-text.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { createStatusReporter, type StatusClientOptions } from './report.js';
-import { formatInstallReport, formatUninstallReport, installAgent, runInstallChecks, uninstallAgent } from './install.js';
 import { createAgentLog, parseLogFormat, type LogFormat } from './log.js';
-import { createAgentMetrics, serveMetrics, type AgentMetrics, type MetricsServer } from './metrics.js';
+// Commands and options a daemon rarely uses load their modules when used: the idle agent's memory
+// is the sum of what it imports (prom-client, yaml and the installer are not needed to poll).
+import type { AgentMetrics, MetricsServer } from './metrics.js';
 import { readState } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
@@ -136,6 +135,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       if (opts.metrics) {
         const state = await readState(config.stateDir);
         const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
+        const { createAgentMetrics, serveMetrics } = await import('./metrics.js');
         metrics = createAgentMetrics({
           tenant: config.tenant,
           outboxLength: async () => (await outbox.pending()).length,
@@ -236,6 +236,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
       });
       io.stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
+      const { renderPlanText } = await import('./plan-text.js');
       io.stdout(renderPlanText(plan));
     });
 
@@ -260,6 +261,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .requiredOption('--env <path>', '.env file')
     .option('--json', 'print {"references","required","missing"}')
     .action(async (opts: { compose: string; env: string; json?: boolean }) => {
+      const { envCheck, formatEnvCheck } = await import('./env-check.js');
       const result = await envCheck(opts.compose, opts.env);
       io.stdout(`${formatEnvCheck(result, opts.json === true)}\n`);
       if (result.missing.length > 0) setExit(1);
@@ -279,6 +281,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .option('--force', 'overwrite an env file or unit that install did not write')
     .action(async (opts: { repo: string; tenant: string; dir: string; root: string; set?: string[]; agentCommand?: string; metrics?: string; jsonLogs?: boolean; force?: boolean }) => {
       const runArgs = [...(opts.metrics ? ['--metrics', opts.metrics] : []), ...(opts.jsonLogs ? ['--log-format', 'json'] : [])];
+      const { formatInstallReport, installAgent, runInstallChecks } = await import('./install.js');
       const result = await installAgent({
         repo: opts.repo,
         tenant: opts.tenant,
@@ -303,6 +306,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .option('--root <dir>', 'the prefix given to install', '/')
     .option('--force', 'remove files even when they changed since install')
     .action(async (opts: { tenant: string; root: string; force?: boolean }) => {
+      const { formatUninstallReport, uninstallAgent } = await import('./install.js');
       io.stdout(formatUninstallReport(await uninstallAgent({ tenant: opts.tenant, root: resolve(opts.root), ...(opts.force ? { force: true } : {}) })));
     });
 

@@ -11,6 +11,7 @@ import {
   ComposeStepError,
   FlotillaError,
   GitError,
+  HookFailedError,
   ManifestError,
 } from '../renderer/core/errors.js';
 import {
@@ -44,7 +45,8 @@ import {
   type DriftedFile,
 } from './apply.js';
 import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
-import { waitHealthy } from './compose.js';
+import { detectComposeCommand, waitHealthy } from './compose.js';
+import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
 import { localFiles, type LocalFiles } from './local-files.js';
@@ -72,6 +74,10 @@ export interface ReconcileDeps {
   now?: () => Date;
   /** `--now`: apply even outside the maintenance windows (emergencies). */
   ignoreWindow?: boolean;
+  /** Where hooks take compose's allow-listed variables from (DOCKER_HOST...); default process.env. */
+  hookEnv?: Record<string, string | undefined>;
+  /** What `compose` in a hook stands for; default FLOTILLA_COMPOSE, else detected as the runner does. */
+  composeCommand?: string[];
 }
 
 export type ReconcileOutcome =
@@ -164,8 +170,26 @@ function lastLine(text: string): string {
 
 /** A status description under GitHub's 140 characters that says what happened. */
 function describeFailure(step: string, err: unknown): string {
+  if (err instanceof HookFailedError) return err.message;
   if (err instanceof ComposeStepError) return `${step} failed: ${lastLine(err.outputTail) || 'compose exited non-zero'}`;
   return `${step} failed: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+/** Runs one phase's hooks of a manifest in the install dir; throws HookFailedError. */
+async function runManifestHooks(deps: ReconcileDeps, phase: HookPhase, manifest: Manifest): Promise<void> {
+  const hooks = manifest.hooks?.[phase] ?? [];
+  if (hooks.length === 0) return;
+  const { config } = deps;
+  const env = deps.hookEnv ?? process.env;
+  await runHooks(phase, hooks, {
+    stateDir: config.stateDir,
+    dir: config.installDir,
+    project: config.composeProject,
+    env,
+    log: deps.log,
+    composeCommand: async () => deps.composeCommand ?? config.compose ?? (await detectComposeCommand({ env })),
+    ...(deps.now ? { now: deps.now } : {}),
+  });
 }
 
 interface FetchedCommit {
@@ -360,6 +384,16 @@ async function apply(
     checkpoint('pull');
     await compose.pull(staged);
     crashPointForTests('pull');
+    // Pre-swap hooks see the stack as it is now (a dump captures the data before the change).
+    const preSwap = fetched.manifest.hooks?.preSwap ?? [];
+    if (preSwap.length > 0) {
+      if (await hasComposeFile(config.installDir)) {
+        checkpoint('pre-swap hooks');
+        await runManifestHooks(deps, 'preSwap', fetched.manifest);
+      } else {
+        log(`pre-swap hooks: skipped ${preSwap.map((h) => h.name).join(', ')}: no stack installed yet, nothing to run them against`);
+      }
+    }
 
     if (opts.quietUnless !== undefined) await report('pending', pending);
     // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
@@ -381,6 +415,9 @@ async function apply(
     step = 'health';
     const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
     if (!health.ok) throw new ComposeStepError('health', health.detail);
+    // Before `verified`: a crash during a post-up hook finishes the apply on restart, hooks included.
+    step = 'post-up hooks';
+    await runManifestHooks(deps, 'postUp', fetched.manifest);
     await setPhase(journal, 'verified');
     crashPointForTests('health');
 
@@ -399,6 +436,20 @@ async function apply(
       await rm(stagingDirFor(config.installDir), { recursive: true, force: true });
       log(err.message);
       return { kind: 'error', description: err.message };
+    }
+    if (err instanceof HookFailedError && err.phase === 'pre-swap') {
+      // Refused with nothing changed, but retried next poll (quietly while it fails the
+      // same way): the operator fixes a failing dump on the host, not in the fleet repo.
+      const description = `refused: ${err.message}`;
+      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
+      if (description === opts.quietUnless) {
+        log(`${description} (unchanged since the last poll)`);
+        return { kind: 'refused', commit: head, description, missing: [] };
+      }
+      log(description);
+      await record('failed', description);
+      await report('failure', description);
+      return { kind: 'refused', commit: head, description, missing: [] };
     }
     if (err instanceof ApplyRefusedError) {
       const description = err.message;
@@ -486,6 +537,7 @@ async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentSta
       await compose.up(target);
       const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
       if (!health.ok) throw new ComposeStepError('health', health.detail);
+      await runManifestHooks(deps, 'postUp', fetched.manifest);
     } catch (e) {
       const description = `${describeFailure('recovery', e)}; ${await rollBack(deps, decision.journal)}`;
       state.lastAttempt = { commit, outcome: 'held', description, at: new Date().toISOString() };

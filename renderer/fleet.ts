@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Document, LineCounter, isMap, isNode, isPair, isScalar, isSeq, parseDocument, visit, type Node } from 'yaml';
 import { FleetConfigError, type ConfigProblem } from './core/errors.js';
-import type { TenantMode } from './core/manifest.js';
+import type { HookCommand, ManifestHooks, TenantMode } from './core/manifest.js';
 import { parseWindow } from './core/window.js';
 import schema from './fleet-schema.json' with { type: 'json' };
 
@@ -31,6 +31,8 @@ export interface FleetDefaults {
   features: Record<string, boolean>;
   /** Maintenance windows of tenants that set none. */
   windows: string[];
+  /** Hooks of tenants that declare none; absent: no hooks. */
+  hooks?: ManifestHooks;
 }
 
 export interface Wave {
@@ -63,6 +65,8 @@ export interface Tenant {
   paused: boolean;
   /** Maintenance windows (`Sun 02:00-05:00 Europe/Berlin`): the tenant's own, else the fleet default; empty = any time. */
   windows: string[];
+  /** Commands the agent runs around the swap: the tenant's own `hooks` (replacing the defaults' whole), else the fleet default. */
+  hooks?: ManifestHooks;
 }
 
 export interface Fleet {
@@ -90,6 +94,7 @@ interface RawFleet {
     secrets?: string[];
     features?: Record<string, boolean>;
     window?: string | string[];
+    hooks?: ManifestHooks;
   };
   autoRollback?: boolean;
   waves?: Array<{
@@ -113,6 +118,7 @@ interface RawTenant {
   labels?: Record<string, string>;
   paused?: boolean;
   window?: string | string[];
+  hooks?: ManifestHooks;
 }
 
 let validators: { fleet: ValidateFunction; tenant: ValidateFunction } | undefined;
@@ -327,7 +333,34 @@ function resolveDefaults(raw: RawFleet['defaults']): FleetDefaults {
     secrets: [...(raw.secrets ?? [])],
     features: { ...(raw.features ?? {}) },
     windows: windowList(raw.window),
+    ...(raw.hooks ? { hooks: copyHooks(raw.hooks) } : {}),
   };
+}
+
+function copyHooks(raw: ManifestHooks): ManifestHooks {
+  const copy = (list: HookCommand[]) => list.map((h) => ({ ...h, run: [...h.run] }));
+  return { ...(raw.preSwap ? { preSwap: copy(raw.preSwap) } : {}), ...(raw.postUp ? { postUp: copy(raw.postUp) } : {}) };
+}
+
+/**
+ * What the schema cannot say about hooks: a name is used once across both phases (it
+ * names the hook's folders on the host), and the command is not an empty word.
+ */
+function hookProblems(src: YamlSource, raw: ManifestHooks | undefined, keyPath: PathSegment[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const seen = new Map<string, string>();
+  for (const phase of ['preSwap', 'postUp'] as const) {
+    (raw?.[phase] ?? []).forEach((hook, i) => {
+      const at = [...keyPath, phase, i];
+      const first = seen.get(hook.name);
+      if (first !== undefined)
+        problems.push({ file: src.file, keyPath: formatKeyPath([...at, 'name']), line: src.lineOf([...at, 'name']), message: `hook name "${hook.name}" is already used by ${first}; each hook needs its own name` });
+      else seen.set(hook.name, formatKeyPath(at));
+      if (hook.run[0]?.trim() === '')
+        problems.push({ file: src.file, keyPath: formatKeyPath([...at, 'run', 0]), line: src.lineOf([...at, 'run', 0]), message: 'the command (first word of run) is empty' });
+    });
+  }
+  return problems;
 }
 
 function windowList(raw: string | string[] | undefined): string[] {
@@ -383,6 +416,8 @@ function resolveTenant(
     }
   }
   problems.push(...windowProblems(src, raw.window, ['window']));
+  problems.push(...hookProblems(src, raw.hooks, ['hooks']));
+  const hooks = raw.hooks !== undefined ? copyHooks(raw.hooks) : defaults?.hooks ? copyHooks(defaults.hooks) : undefined;
   const imageTag = raw.imageTag ?? defaults?.imageTag ?? '';
   return {
     slug,
@@ -398,6 +433,7 @@ function resolveTenant(
     labels: { ...(raw.labels ?? {}) },
     paused: raw.paused ?? false,
     windows: raw.window !== undefined ? windowList(raw.window) : [...(defaults?.windows ?? [])],
+    ...(hooks ? { hooks } : {}),
   };
 }
 
@@ -475,6 +511,7 @@ export function loadFleetFromFiles(files: Map<string, string>): Fleet {
       if (validateFleet(value)) {
         rawFleet = value as RawFleet;
         problems.push(...windowProblems(fleetSrc, rawFleet.defaults.window, ['defaults', 'window']));
+        problems.push(...hookProblems(fleetSrc, rawFleet.defaults.hooks, ['defaults', 'hooks']));
       } else problems.push(...schemaProblems(fleetSrc, validateFleet.errors ?? []));
     }
   }

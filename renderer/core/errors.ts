@@ -238,3 +238,17 @@ export class TenantsFailedError extends FlotillaError {
     super(`${tenants.length} tenant${tenants.length === 1 ? '' : 's'} failed: ${tenants.join(', ')}`);
   }
 }
+
+/** A hook the fleet config declares exited non-zero or timed out; `logFile` holds its whole output. */
+export class HookFailedError extends FlotillaError {
+  readonly code = 'HOOK_FAILED';
+  constructor(
+    readonly phase: 'pre-swap' | 'post-up',
+    readonly hook: string,
+    /** The hook's last output line, or its exit code when it printed nothing. */
+    readonly detail: string,
+    readonly logFile: string,
+  ) {
+    super(`${phase} hook ${hook} failed: ${detail}`);
+  }
+}

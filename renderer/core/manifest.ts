@@ -36,7 +36,31 @@ export interface Manifest {
   secrets: string[];
   /** Maintenance windows (`Sun 02:00-05:00 Europe/Berlin`) the agent applies in; absent: any time. */
   windows?: string[];
+  /** Commands the agent runs around the swap (a dump before, migrations or a smoke check after); absent: none. */
+  hooks?: ManifestHooks;
 }
+
+/** One hook: an argv list, never a shell line (`["sh", "-c", "..."]` when a shell is wanted). */
+export interface HookCommand {
+  /** Names the hook's output and log folders on the host: unique across both phases. */
+  name: string;
+  /** argv; a first word `compose` stands for the host's compose command. */
+  run: string[];
+  timeoutSeconds?: number;
+  /** How many files the hook's output folder keeps (newest first), e.g. dumps. */
+  keep?: number;
+}
+
+export interface ManifestHooks {
+  /** Run in the current install dir (the old stack) after `pull`, before any file changes. */
+  preSwap?: HookCommand[];
+  /** Run in the install dir after `up` is healthy; a failure rolls the apply back. */
+  postUp?: HookCommand[];
+}
+
+export const HOOK_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const MAX_HOOK_TIMEOUT_SECONDS = 86_400;
+export const MAX_HOOK_KEEP = 1_000;
 
 /** One file of a rendered tenant tree. */
 export interface RenderedFile {
@@ -224,6 +248,7 @@ export function parseManifest(text: string): Manifest {
     }
     windows = m.windows as string[];
   }
+  const hooks = m.hooks === undefined ? undefined : parseHooks(m.hooks);
   return {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     tenant: m.tenant,
@@ -235,5 +260,43 @@ export function parseManifest(text: string): Manifest {
     requiredVariables: names('requiredVariables'),
     secrets: names('secrets'),
     ...(windows ? { windows } : {}),
+    ...(hooks ? { hooks } : {}),
   };
+}
+
+/** The manifest's `hooks`: each phase a list of {name, run, timeoutSeconds?, keep?}; names unique. */
+function parseHooks(raw: unknown): ManifestHooks {
+  if (!isPlain(raw)) throw new ManifestError('hooks must be an object with preSwap and/or postUp lists');
+  const names = new Set<string>();
+  const out: ManifestHooks = {};
+  for (const key of Object.keys(raw)) {
+    if (key !== 'preSwap' && key !== 'postUp') throw new ManifestError(`hooks.${key} is not a hook phase (preSwap, postUp)`);
+    const list = raw[key];
+    if (!Array.isArray(list)) throw new ManifestError(`hooks.${key} must be a list`);
+    out[key] = list.map((h: unknown, i: number) => {
+      const at = `hooks.${key}[${i}]`;
+      if (!isPlain(h)) throw new ManifestError(`${at} must be an object`);
+      for (const k of Object.keys(h))
+        if (!['name', 'run', 'timeoutSeconds', 'keep'].includes(k)) throw new ManifestError(`${at}.${k} is not a hook setting`);
+      if (typeof h.name !== 'string' || !HOOK_NAME_PATTERN.test(h.name))
+        throw new ManifestError(`${at}.name must match ${HOOK_NAME_PATTERN.source}`);
+      if (names.has(h.name)) throw new ManifestError(`${at}.name: hook name ${h.name} is used twice`);
+      names.add(h.name);
+      if (!isStringList(h.run) || h.run.length === 0 || h.run[0] === '' || h.run.some((a) => a.includes('\0')))
+        throw new ManifestError(`${at}.run must be a non-empty argv list of strings`);
+      const hook: HookCommand = { name: h.name, run: h.run.slice() };
+      if (h.timeoutSeconds !== undefined) {
+        if (!Number.isInteger(h.timeoutSeconds) || (h.timeoutSeconds as number) < 1 || (h.timeoutSeconds as number) > MAX_HOOK_TIMEOUT_SECONDS)
+          throw new ManifestError(`${at}.timeoutSeconds must be an integer from 1 to ${MAX_HOOK_TIMEOUT_SECONDS}`);
+        hook.timeoutSeconds = h.timeoutSeconds as number;
+      }
+      if (h.keep !== undefined) {
+        if (!Number.isInteger(h.keep) || (h.keep as number) < 1 || (h.keep as number) > MAX_HOOK_KEEP)
+          throw new ManifestError(`${at}.keep must be an integer from 1 to ${MAX_HOOK_KEEP}`);
+        hook.keep = h.keep as number;
+      }
+      return hook;
+    });
+  }
+  return out;
 }
