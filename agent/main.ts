@@ -82,6 +82,7 @@ async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal, igno
     log,
     ...(signal ? { signal } : {}),
     ...(ignoreWindow ? { ignoreWindow } : {}),
+    hookEnv: io.env,
   });
   log(`outcome: ${outcome.kind}${'description' in outcome ? `: ${outcome.description}` : ''}`);
   return outcome;

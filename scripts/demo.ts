@@ -17,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { realpathSync } from 'node:fs';
 import { runAgentCli } from '../agent/main.js';
-import { loadFleet, type Fleet, type Tenant } from '../renderer/fleet.js';
+import { loadFleet, type Tenant } from '../renderer/fleet.js';
 import { runCli, type CliIo } from '../renderer/main.js';
 import { dockerEnv, startDockerEngine, stopDockerEngine, type DockerEngine } from '../test/support/docker-engine.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';

@@ -14,7 +14,7 @@ import { createCommitStatus, getCombinedStatus, truncateDescription, type Commit
 import { loadFleet, type Fleet } from '../fleet.js';
 import type { CliIo, GlobalOptions } from '../main.js';
 import { buildTree, publishTenants, type PublishFile, type PublishResult } from '../publish.js';
-import { loadTemplates, renderFleet, renderTenant, type RenderSource, type TemplateSet } from '../render.js';
+import { loadTemplates, renderFleet, renderTenant, type RenderSource } from '../render.js';
 import {
   decideRollout,
   effectiveWaves,
@@ -24,7 +24,7 @@ import {
   type RolloutReport,
   type TenantRolloutInput,
 } from '../rollout.js';
-import { githubClientFromEnv, githubToken, resolveRepo } from './github-env.js';
+import { githubClientFromEnv, resolveRepo } from './github-env.js';
 import { resolveSource } from './render.js';
 import { openRollbackPullRequest, parentOf, rollbackRepo, type RollbackPullRequest } from './rollback.js';
 
