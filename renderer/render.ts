@@ -468,9 +468,14 @@ export function renderFleet(
   fleet: Fleet,
   templates: TemplateSet,
   source: RenderSource,
-  opts: { tenants?: string[] } = {},
+  opts: { tenants?: string[]; onTenant?: (done: number, total: number, slug: string) => void } = {},
 ): RenderedTenant[] {
-  return selectTenants(fleet, opts.tenants).map((t) => renderTenant(fleet, t, templates, source));
+  const tenants = selectTenants(fleet, opts.tenants);
+  return tenants.map((t, i) => {
+    const rendered = renderTenant(fleet, t, templates, source);
+    opts.onTenant?.(i + 1, tenants.length, t.slug);
+    return rendered;
+  });
 }
 
 /** The tenants named by `slugs` (all when undefined), in fleet order; unknown slugs are a SettingError. */

@@ -20,6 +20,7 @@ import { renderPlanJson, renderPlanMarkdown } from '../plan-markdown.js';
 import { tagExists, type RegistryCredentials } from '../registry.js';
 import { compileTemplates, renderFleet, type RenderSource } from '../render.js';
 import { resolveSource } from './render.js';
+import { createProgress } from '../progress.js';
 
 export interface PlanRepoOptions {
   /** Repository root (a git checkout). */
@@ -28,6 +29,7 @@ export interface PlanRepoOptions {
   /** A ref; the working tree when undefined. */
   head?: string;
   registryCheck?: RegistryCheck;
+  onProgress?: PlanProgress;
 }
 
 const TEMPLATES_PREFIX = 'templates/';
@@ -45,10 +47,17 @@ function templateInputs(inputs: FleetFiles): { files: Map<string, string>; modes
   return { files, modes };
 }
 
-function renderSide(inputs: FleetFiles, source: RenderSource): { fleet: Fleet; rendered: RenderedSide[] } {
+/** Reports rendering progress per side (`base`, `head`), one tenant at a time. */
+export type PlanProgress = (phase: 'render base' | 'render head', done: number, total: number, slug: string) => void;
+
+function renderSide(
+  inputs: FleetFiles,
+  source: RenderSource,
+  onTenant?: (done: number, total: number, slug: string) => void,
+): { fleet: Fleet; rendered: RenderedSide[] } {
   const fleet = loadFleetFromFiles(inputs.files);
   const { files, modes } = templateInputs(inputs);
-  return { fleet, rendered: renderFleet(fleet, compileTemplates(files, modes), source) };
+  return { fleet, rendered: renderFleet(fleet, compileTemplates(files, modes), source, onTenant ? { onTenant } : {}) };
 }
 
 /**
@@ -62,14 +71,15 @@ export async function planRepo(opts: PlanRepoOptions): Promise<PlanReport> {
   const headCommit = 'commit' in headInputs ? (headInputs.commit as string) : undefined;
   const source = await resolveSource(opts.root, headCommit ? { commit: headCommit } : {});
 
-  const head = renderSide(headInputs, source);
+  const progress = opts.onProgress;
+  const head = renderSide(headInputs, source, progress && ((d, t, slug) => progress('render head', d, t, slug)));
   const notes: string[] = [];
   let base: RenderedSide[] = [];
   if (!baseInputs.files.has(FLEET_FILE)) {
     notes.push(`The base (${opts.base}) has no ${FLEET_FILE}: every tenant shows as new.`);
   } else {
     try {
-      base = renderSide(baseInputs, source).rendered;
+      base = renderSide(baseInputs, source, progress && ((d, t, slug) => progress('render base', d, t, slug))).rendered;
     } catch (e) {
       if (!(e instanceof FlotillaError)) throw e;
       notes.push(`The base (${opts.base}) could not be rendered, so every file shows as new: ${e.message.split('\n')[0]}`);
@@ -149,7 +159,15 @@ export function registerPlan(program: Command, io: CliIo): void {
       const planOpts: PlanRepoOptions = { root, base: opts.base };
       if (opts.head) planOpts.head = opts.head;
       if (opts.registryCheck) planOpts.registryCheck = registryCheckFor(io.env);
-      const report = await planRepo(planOpts);
+      // A bar on a person's terminal only (never in CI logs or when piped), on stderr.
+      const progress = createProgress(process.stderr, io.env);
+      planOpts.onProgress = (phase, done, total, slug) => progress.update(phase, done, total, slug);
+      let report: PlanReport;
+      try {
+        report = await planRepo(planOpts);
+      } finally {
+        progress.stop();
+      }
       const text = opts.format === 'json' ? renderPlanJson(report) : renderPlanMarkdown(report);
       if (opts.out) await writeFile(resolve(io.cwd, opts.out), text);
       else io.stdout(text);

@@ -80,6 +80,28 @@ describe('progress on a large fleet', () => {
   });
 });
 
+describe('progress while planning a large fleet', () => {
+  it('draws a bar per rendered side on a terminal, and none when piped', async () => {
+    const git = (...args: string[]) =>
+      execFileAsync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: fleetRoot });
+    await git('init', '-q', '-b', 'main');
+    await git('add', '-A');
+    await git('commit', '-qm', 'fleet');
+    await writeFile(join(fleetRoot, 'fleet/tenants/t0042.yaml'), 'imageTag: v9.9.9\n', { flag: 'a' });
+    const argv = [process.execPath, '--import', 'tsx', join(repoRoot, 'renderer/main.ts'), '--root', fleetRoot, 'plan', '--base', 'main', '--no-registry-check', '--format', 'json'];
+    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', TERM: 'xterm' };
+    const quoted = argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const onTty = await execFileAsync('script', ['-qec', `${quoted} 2>&1 >/dev/null`, '/dev/null'], { cwd: repoRoot, env, maxBuffer: 64 << 20 });
+    const total = TENANTS + 6; // the example fleet's six, paused one included: plan shows every tenant
+    expect(onTty.stdout).toMatch(new RegExp(`render base +\\[[█░]+\\] ${total}/${total}`));
+    expect(onTty.stdout).toMatch(new RegExp(`render head +\\[[█░]+\\] ${total}/${total}`));
+    const piped = await execFileAsync(argv[0]!, argv.slice(1), { cwd: repoRoot, env, maxBuffer: 64 << 20 });
+    expect(piped.stderr).not.toMatch(/render (base|head) +\[|█|░|\r/);
+    const report = JSON.parse(piped.stdout) as { tenants: { slug: string; change: string }[] };
+    expect(report.tenants.filter((t) => t.change !== 'unchanged').map((t) => t.slug)).toEqual(['t0042']);
+  }, 300_000);
+});
+
 describe('progress decision', () => {
   it('shows a bar only on a TTY outside CI', () => {
     expect(isCi({ CI: 'true' })).toBe(true);
