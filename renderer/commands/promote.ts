@@ -5,11 +5,14 @@
 // rollback PR for the failed tenants (once per halt). A scheduled workflow runs it,
 // so no job sits waiting out a soak time. `flotilla publish` runs the same step
 // without the GitHub writes.
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { ensureBareRepo, fetchAllBranches, hasObject, listRemoteBranches, nodeGitDeps, sanitizeUrl, sourceTrailer, type GitAuth } from '../core/git.js';
+import { parseSigningKey } from '../core/signing.js';
 import { createCommitStatus, getCombinedStatus, truncateDescription, type CommitStatus, type GitHubClient, type RepoRef } from '../core/github.js';
 import { loadFleet, type Fleet } from '../fleet.js';
 import type { CliIo, GlobalOptions } from '../main.js';
@@ -50,6 +53,8 @@ export interface RolloutStepOptions {
   autoRollback?: boolean;
   /** Decide and report, publish nothing. */
   dryRun?: boolean;
+  /** Signs the tenant commits (agents configured with FLOTILLA_TRUSTED_KEYS apply only signed ones). */
+  signingKey?: KeyObject;
   now?: () => Date;
 }
 
@@ -151,6 +156,7 @@ export async function rolloutStep(opts: RolloutStepOptions): Promise<RolloutStep
       tenants: d.tenants.map((slug) => ({ slug, files: rendered.get(slug)!.files, renderAt: renderAt(slug) })),
       source,
       branchPrefix: fleet.defaults.tenantBranchPrefix,
+      ...(opts.signingKey ? { signingKey: opts.signingKey } : {}),
     });
     result.published = { ...published, wave: d.wave };
     const now2 = new Set(d.tenants);
@@ -237,6 +243,7 @@ interface PromoteCliOptions {
   sourceRepo?: string;
   rollback: boolean;
   dryRun?: boolean;
+  signingKey?: string;
 }
 
 /** Prints what a step did; shared by promote and publish. */
@@ -265,6 +272,7 @@ export function registerPromote(program: Command, io: CliIo): void {
     .option('--source-repo <url>', 'source repository to name in manifests (default: origin URL of --root)')
     .option('--no-rollback', 'on a halt, do not open the rollback pull request')
     .option('--dry-run', 'say what the next step is; publish and post nothing')
+    .option('--signing-key <file>', 'Ed25519 key (ssh-keygen -t ed25519, unencrypted) to sign tenant commits with')
     .action(async (opts: PromoteCliOptions) => {
       const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
       const client = githubClientFromEnv(io.env);
@@ -283,6 +291,7 @@ export function registerPromote(program: Command, io: CliIo): void {
         writeGitHub: true,
         ...(opts.rollback ? {} : { autoRollback: false }),
         ...(opts.dryRun ? { dryRun: true } : {}),
+        ...(opts.signingKey ? { signingKey: parseSigningKey(await readFile(resolve(io.cwd, opts.signingKey), 'utf8')) } : {}),
       });
       io.stdout(formatStep(step));
     });

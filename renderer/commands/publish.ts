@@ -95,6 +95,7 @@ export function registerPublish(program: Command, io: CliIo): void {
       const fleet = await loadFleet(root);
       if (fleet.waves.length > 0 && !opts.allWaves && !opts.now) {
         const step: RolloutStepOptions = { root, repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source };
+        if (opts.signingKey) step.signingKey = parseSigningKey(await readFile(resolve(io.cwd, opts.signingKey), 'utf8'));
         // Statuses are only read: without them no tenant has reported, so only a first wave goes.
         if (githubToken(io.env)) step.github = { client: githubClientFromEnv(io.env), repo: await resolveRepo(opts.githubRepo, io.env, root) };
         io.stdout(formatStep(await rolloutStep(step)));

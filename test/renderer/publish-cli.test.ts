@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runCli, type CliIo } from '../../renderer/main.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
+import { fetchBranch, readRawCommit } from '../../renderer/core/git.js';
+import { parseSigningKey, parseTrustedKeys, publicKeyLine, verifyCommitSignature } from '../../renderer/core/signing.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 let server: GitServer;
@@ -99,5 +101,26 @@ describe('flotilla publish (example fleet, loopback git server)', () => {
     expect(git(['--git-dir', gitdir, 'rev-list', '--count', `${before.get('tenants/pia')}..tenants/pia`])).toBe('1');
     const diff = git(['--git-dir', gitdir, 'diff', before.get('tenants/pia')!, 'tenants/pia', '--', '.flotilla/manifest.json', 'docker-compose.yml']);
     expect(diff).toMatch(/^\+.*v2\.11\.0/m);
+  });
+
+  it('signs tenant commits with --signing-key, on the wave path and with --all-waves', async () => {
+    const keyFile = join(work, 'publisher_ed25519');
+    await promisify(execFile)('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'publisher', '-f', keyFile]);
+    const trusted = parseTrustedKeys(publicKeyLine(parseSigningKey(await readFile(keyFile, 'utf8')), 'publisher'));
+    const file = join(fleetCopy, 'fleet/fleet.yaml');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/^  imageTag: .*$/m, '  imageTag: v2.12.0'));
+    git(['-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '-qam', 'fleet default v2.12.0'], fleetCopy);
+    const before = await tenantBranches();
+    // Without --all-waves only the canary wave goes out; its commit is signed too.
+    expect((await flotilla(['publish', '--repo', remote, '--cache', cache(), '--signing-key', keyFile])).code).toBe(0);
+    expect((await flotilla(['publish', '--repo', remote, '--cache', cache(), '--signing-key', keyFile, '--all-waves'])).code).toBe(0);
+    const after = await tenantBranches();
+    const moved = [...after.keys()].filter((b) => after.get(b) !== before.get(b));
+    expect(moved.length).toBeGreaterThan(1);
+    const gitdir = join(work, 'verify.git');
+    for (const branch of moved) {
+      const head = await fetchBranch(gitdir, remote, branch);
+      expect(verifyCommitSignature(await readRawCommit(gitdir, head), trusted), branch).toMatchObject({ ok: true, comment: 'publisher' });
+    }
   });
 });
