@@ -3,7 +3,6 @@
 // here; errors become a message and an exit code in one place (runAgentCli).
 import { realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import cron from 'node-cron';
 import { FlotillaError, SettingError } from '../renderer/core/errors.js';
@@ -24,6 +23,7 @@ import type { AgentMetrics, MetricsServer } from './metrics.js';
 import { readState } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
+import { isEntryPoint } from '../renderer/core/entry-point.js';
 
 export interface AgentIo {
   stdout(text: string): void;
@@ -331,17 +331,7 @@ export async function runAgentCli(argv: string[], io: AgentIo): Promise<number> 
   }
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const stop = new AbortController();
   process.on('SIGTERM', () => stop.abort());
   process.on('SIGINT', () => stop.abort());

@@ -2,8 +2,6 @@
 // The `flotilla` CLI. Each command lives in renderer/commands/<name>.ts and
 // exports one register function; this file wires them up and owns the only place
 // where an error becomes a message and an exit code.
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { FlotillaError } from './core/errors.js';
 import { registerCheck } from './commands/check.js';
@@ -15,6 +13,7 @@ import { registerBump } from './commands/bump.js';
 import { registerStatus } from './commands/status.js';
 import { registerPromote } from './commands/promote.js';
 import { registerRollback } from './commands/rollback.js';
+import { isEntryPoint } from './core/entry-point.js';
 
 /** Where a command writes; tests pass buffers, the real CLI passes the process streams. */
 export interface CliIo {
@@ -82,17 +81,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const io: CliIo = {
     stdout: (s) => void process.stdout.write(s),
     stderr: (s) => void process.stderr.write(s),

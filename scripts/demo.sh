@@ -23,47 +23,7 @@ if [[ ! -x node_modules/.bin/tsx ]]; then
   npm ci --no-audit --no-fund
 fi
 
-missing_packages() {
-  local pkg
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
-    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
-      printf '%s\n' "$pkg"
-    fi
-  done
-}
-
-install_debian_packages() {
-  local -a missing
-  mapfile -t missing < <(missing_packages)
-  ((${#missing[@]} == 0)) && return 0
-  say "installing ${missing[*]} (apt-get, about 30 s)"
-  # Installing docker.io must not start the system's dockerd/containerd on the shared
-  # network: a policy-rc.d answering 101 tells invoke-rc.d to start nothing.
-  local policy=/usr/sbin/policy-rc.d created_policy=0
-  if [[ ! -e "$policy" ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    created_policy=1
-  fi
-  local status=0
-  {
-    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-  } >&2 || status=$?
-  ((created_policy)) && rm -f "$policy"
-  return "$status"
-}
-
-# Why the real stacks cannot run here, one reason per line; empty when they can.
-docker_blockers() {
-  [[ "$(id -u)" == 0 ]] || echo "not running as root (a private dockerd and network namespace need root)"
-  command -v unshare >/dev/null || echo "unshare (util-linux) not found"
-  local bin
-  for bin in dockerd docker docker-compose docker-registry; do
-    command -v "$bin" >/dev/null || echo "$bin not found (Debian packages: ${DEBIAN_PACKAGES[*]})"
-  done
-  [[ -x /bin/busybox ]] || echo "/bin/busybox not found (Debian package busybox-static)"
-}
+source scripts/debian-packages.sh
 
 run_dir="$(mktemp -d /tmp/flotilla-demo.XXXXXX)"
 export FLOTILLA_DEMO_RUN_DIR="$run_dir"
@@ -97,7 +57,7 @@ if [[ "${FLOTILLA_DEMO_DRY_RUN:-}" == 1 ]]; then
 fi
 
 if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-  install_debian_packages || say "apt-get could not install ${DEBIAN_PACKAGES[*]}"
+  install_debian_packages demo || say "apt-get could not install ${DEBIAN_PACKAGES[*]}"
 fi
 
 mapfile -t blockers < <(docker_blockers)

@@ -13,9 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { realpathSync } from 'node:fs';
 import { runAgentCli } from '../agent/main.js';
 import { loadFleet, type Tenant } from '../renderer/fleet.js';
 import { runCli, type CliIo } from '../renderer/main.js';
@@ -26,6 +25,7 @@ import { docker, type DockerClient } from '../test/support/images.js';
 import { freeLoopbackPort, startRegistry, stopRegistry, type Registry } from '../test/support/registry.js';
 import { demoImageReferences, pushDemoImages } from './demo-images.js';
 import { createDryRunCompose } from './demo-dry-run-compose.js';
+import { isEntryPoint } from '../renderer/core/entry-point.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -523,17 +523,7 @@ async function envTag(host: DemoHost): Promise<{ version: string }> {
   return { version: /^IMAGE_TAG=(.*)$/m.exec(text)?.[1] ?? '(not set)' };
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
   const dryRun = process.env.FLOTILLA_DEMO_DRY_RUN === '1';
   const reasons = (process.env.FLOTILLA_DEMO_DRY_RUN_REASONS ?? '').split('\n').filter(Boolean);
