@@ -1,4 +1,4 @@
-import { access, chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -21,25 +21,9 @@ import {
 import { finishJournal, journalPath, readJournal, recoverFromJournal, setPhase } from './journal.js';
 import { localFiles, type LocalFiles } from './local-files.js';
 import { renderPlanText } from './plan-text.js';
+import { snapshotTree } from '../test/support/tree-snapshot.js';
 
-/** Every entry under dir: type, mode, content or link target; what "nothing changed" is checked against. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string) {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
-      const path = rel ? `${rel}/${name}` : name;
-      const st = await lstat(join(dir, path));
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isSymbolicLink()) out[path] = `link -> ${await readlink(join(dir, path))}`;
-      else if (st.isDirectory()) {
-        out[path] = `dir`;
-        await walk(path);
-      } else out[path] = `file ${mode} ${await readFile(join(dir, path), 'utf8')}`;
-    }
-  }
-  await walk('');
-  return out;
-}
+const snapshot = (dir: string) => snapshotTree(dir);
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 

@@ -1,29 +1,13 @@
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UnsafePathError } from '../renderer/core/errors.js';
 import { sha256 } from '../renderer/core/manifest.js';
 import { hashManaged, readManaged, removeManaged, writeManaged } from './local-files.js';
+import { snapshotTree } from '../test/support/tree-snapshot.js';
 
-/** Every entry under dir: type, mode, content or link target; what "nothing changed" is checked against. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string) {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
-      const path = rel ? `${rel}/${name}` : name;
-      const st = await lstat(join(dir, path));
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isSymbolicLink()) out[path] = `link -> ${await readlink(join(dir, path))}`;
-      else if (st.isDirectory()) {
-        out[path] = `dir ${mode}`;
-        await walk(path);
-      } else out[path] = `file ${mode} ${await readFile(join(dir, path), 'utf8')}`;
-    }
-  }
-  await walk('');
-  return out;
-}
+const snapshot = (dir: string) => snapshotTree(dir);
 
 let root: string;
 let install: string;

@@ -2,7 +2,7 @@
 // git-http-backend), real files in temp dirs; only compose is recorded instead of run.
 // The same behaviours on the real engine are in agent.docker.test.ts.
 import { execFile } from 'node:child_process';
-import { access, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ import { parseAgentConfig, type AgentConfig } from './config.js';
 import { journalPath } from './journal.js';
 import { reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
 import { readState } from './state.js';
+import { snapshotTree } from '../test/support/tree-snapshot.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -101,19 +102,8 @@ async function publish(opts: Partial<TenantFixtureOptions> = {}): Promise<string
   return (await remoteBranchHead(repoUrl(), 'tenants/acme'))!;
 }
 
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
-      const path = rel ? `${rel}/${name}` : name;
-      const st = await lstat(join(dir, path));
-      if (st.isDirectory()) await walk(path);
-      else out[path] = `${(st.mode & 0o7777).toString(8)} ${await readFile(join(dir, path), 'utf8')}`;
-    }
-  };
-  await walk('');
-  return out;
-}
+// Files only: a rollback may leave an empty folder it created behind, which is harmless.
+const snapshot = (dir: string) => snapshotTree(dir, { dirs: false });
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 const staging = () => join(work, '.install.flotilla-staging');

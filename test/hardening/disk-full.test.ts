@@ -21,6 +21,7 @@ import type { ServiceState } from '../../agent/compose-runner.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { RecordingCompose } from '../support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../support/tenant-fixture.js';
+import { snapshotTree } from '../support/tree-snapshot.js';
 
 const execFileAsync = promisify(execFile);
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
@@ -90,18 +91,8 @@ async function pass(compose: RecordingCompose): Promise<ReconcileOutcome> {
   });
 }
 
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
-      const path = rel ? `${rel}/${name}` : name;
-      if ((await lstat(join(dir, path))).isDirectory()) await walk(path);
-      else out[path] = await readFile(join(dir, path), 'utf8');
-    }
-  };
-  await walk('');
-  return out;
-}
+// Files only: a rollback may leave an empty folder it created behind, which is harmless.
+const snapshot = (dir: string) => snapshotTree(dir, { dirs: false });
 
 describe.runIf(canMount)('a disk that fills during staging', () => {
   it('swaps nothing, keeps the old stack, cleans the staging up, and applies the next release that fits', async () => {

@@ -4,7 +4,7 @@
 // `down`), no file of the install dir changes, and the next pass after the host is back
 // applies the new commit. The daemon (`flotilla-agent run`) backs off while it fails.
 import { createServer, request, type Server } from 'node:http';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import type { ServiceState } from '../../agent/compose-runner.js';
 import { startGitServer, type GitRequestInfo, type GitServer } from '../support/git-server.js';
 import { RecordingCompose } from '../support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../support/tenant-fixture.js';
+import { snapshotTree } from '../support/tree-snapshot.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
 
@@ -114,18 +115,8 @@ async function pass(compose: RecordingCompose, url = git.url('fleet.git')): Prom
   return { outcome, log };
 }
 
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
-      const path = rel ? `${rel}/${name}` : name;
-      if ((await lstat(join(dir, path))).isDirectory()) await walk(path);
-      else out[path] = await readFile(join(dir, path), 'utf8');
-    }
-  };
-  await walk('');
-  return out;
-}
+// Files only: a rollback may leave an empty folder it created behind, which is harmless.
+const snapshot = (dir: string) => snapshotTree(dir, { dirs: false });
 
 /** A host on v1 with v2 published: the starting point of every fault. */
 async function hostOnV1WithV2Published(compose: RecordingCompose, url?: string) {
