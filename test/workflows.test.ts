@@ -135,8 +135,15 @@ describe('publish.yml', () => {
     expect(wf.concurrency?.['cancel-in-progress']).toBe(false);
   });
 
-  it('may push branches and nothing more', () => {
-    expect(job.permissions).toEqual({ contents: 'write' });
+  it('may push branches and read statuses (to gate rollout waves), nothing more', () => {
+    expect(job.permissions).toEqual({ contents: 'write', statuses: 'read' });
+  });
+
+  it('keeps its compare cache between runs', () => {
+    const cache = job.steps.find((s) => s.uses?.startsWith('actions/cache@'));
+    const publish = job.steps.find((s) => s.run?.includes('main.js publish'));
+    expect(cache?.with?.path).toBe('.flotilla-cache');
+    expect(publish?.run).toContain('--cache .flotilla-cache');
   });
 
   it('checks, then publishes this commit with a token that can push tenant branches', () => {
