@@ -68,7 +68,7 @@ describe('publishTenants against the loopback git server', () => {
   const receivePacks = (server: GitServer) =>
     server.stats().byPath['POST /fleet.git/git-receive-pack']?.requests ?? 0;
 
-  it('makes one branch per tenant whose tree is exactly the render, with the source trailer', async () => {
+  it('makes one branch per tenant whose tree is exactly the render, with the source trailer, in one push', async () => {
     const { server, url, bare, workDir } = await setup();
     const tenants = [render('linda', 'v2.10.2'), render('omar', 'v2.10.2'), render('pia', 'v2.9.0')];
     const result = await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_1 });
@@ -95,7 +95,54 @@ describe('publishTenants against the loopback git server', () => {
     );
     // The trees hashed in memory are well-formed git objects.
     await git(['--git-dir', bare, 'fsck', '--strict']);
+    // Every branch went up in one receive-pack request.
+    expect(receivePacks(server)).toBe(1);
+  });
+
+  it('new and updated branches go up together in one push, and the server holds every object they need', async () => {
+    const { server, url, bare, workDir } = await setup();
+    await publishTenants({
+      repoUrl: url,
+      workDir,
+      tenants: [render('linda', 'v1'), render('omar', 'v1'), render('pia', 'v1')],
+      source: SOURCE_1,
+    });
+    const omarBefore = await git(['ls-remote', url, 'refs/heads/tenants/omar']);
+    server.resetStats();
+
+    const tenants = [render('linda', 'v2'), render('omar', 'v1'), render('pia', 'v2', { withServicesConf: false }), render('quinn', 'v2'), render('rosa', 'v1')];
+    const result = await publishTenants({ repoUrl: url, workDir, tenants, source: SOURCE_2 });
+    expect(result).toEqual({ committed: ['linda', 'pia', 'quinn', 'rosa'], unchanged: ['omar'], pushed: true });
+    expect(receivePacks(server)).toBe(1);
+    expect(await git(['ls-remote', url, 'refs/heads/tenants/omar'])).toBe(omarBefore);
+    await git(['--git-dir', bare, 'fsck', '--strict']);
+
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', url, clone]);
+    for (const tenant of tenants) {
+      const ref = `origin/tenants/${tenant.slug}`;
+      const paths = (await git(['ls-tree', '-r', '--name-only', ref], clone)).trim().split('\n');
+      expect(paths).toEqual(tenant.files.map((f) => f.path).sort());
+      for (const file of tenant.files) expect(await git(['show', `${ref}:${file.path}`], clone)).toBe(file.content);
+    }
+    expect((await git(['rev-list', '--count', 'origin/tenants/linda'], clone)).trim()).toBe('2');
+    expect((await git(['rev-list', '--count', 'origin/tenants/quinn'], clone)).trim()).toBe('1');
+  });
+
+  it('a large change goes up in batches of pushBatchSize branches', async () => {
+    const { server, url, bare, workDir } = await setup();
+    const slugs = ['a', 'b', 'c', 'd', 'e'];
+    const result = await publishTenants({
+      repoUrl: url,
+      workDir,
+      tenants: slugs.map((slug) => render(slug, 'v1')),
+      source: SOURCE_1,
+      pushBatchSize: 2,
+    });
+    expect(result.committed).toEqual(slugs);
     expect(receivePacks(server)).toBe(3);
+    expect(await tenantBranches(url)).toEqual(slugs.map((slug) => `refs/heads/tenants/${slug}`));
+    await git(['--git-dir', bare, 'fsck', '--strict']);
   });
 
   it('a second run makes no commit and no push, from the cache or from a fresh work dir', async () => {
@@ -226,6 +273,56 @@ describe('publishTenants against the loopback git server', () => {
     expect(await git(['log', '-1', '--format=%(trailers:key=Flotilla-Source,valueonly)'], clone)).toBe(
       `${SOURCE_2.commit}\n\n`,
     );
+  });
+
+  it('in one push, only the branch that moved is rebuilt on top and pushed again; the others land at once', async () => {
+    let raceOnce: (() => Promise<void>) | undefined;
+    const { server, url, workDir } = await setup({
+      beforeRequest: async (request) => {
+        if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && raceOnce) {
+          const race = raceOnce;
+          raceOnce = undefined;
+          await race();
+        }
+      },
+    });
+    const slugs = ['linda', 'omar', 'pia'];
+    await publishTenants({ repoUrl: url, workDir, tenants: slugs.map((s) => render(s, 'v1')), source: SOURCE_1 });
+
+    const other = await tempDir('other');
+    await git(['clone', '--quiet', '--branch', 'tenants/omar', url, other]);
+    await writeFile(join(other, 'hand-edit.txt'), 'made by hand\n');
+    await git(['add', 'hand-edit.txt'], other);
+    await git(['-c', 'user.name=o', '-c', 'user.email=o@example.invalid', 'commit', '--quiet', '-m', 'hand edit'], other);
+    const theirs = (await git(['rev-parse', 'HEAD'], other)).trim();
+    raceOnce = async () => {
+      await git(['push', '--quiet', 'origin', 'HEAD:refs/heads/tenants/omar'], other);
+    };
+    server.resetStats();
+    const pushedInOrder: string[] = [];
+    const result = await publishTenants({
+      repoUrl: url,
+      workDir,
+      tenants: slugs.map((s) => render(s, 'v2')),
+      source: SOURCE_2,
+      onProgress: (event) => {
+        if (event.phase === 'push') pushedInOrder.push(event.slug);
+      },
+    });
+    expect(raceOnce).toBeUndefined();
+    expect(result).toEqual({ committed: slugs, unchanged: [], pushed: true });
+    // linda and pia landed with the first request; omar alone went again after its rebuild.
+    expect(pushedInOrder).toEqual(['linda', 'pia', 'omar']);
+    expect(receivePacks(server)).toBe(3); // ours, the racing push, our retry of omar
+
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', url, clone]);
+    expect((await git(['rev-parse', 'origin/tenants/omar~1'], clone)).trim()).toBe(theirs);
+    expect(await git(['ls-tree', '-r', '--name-only', 'origin/tenants/omar'], clone)).not.toContain('hand-edit.txt');
+    for (const slug of slugs) {
+      expect(await git(['show', `origin/tenants/${slug}:docker-compose.yml`], clone)).toContain('${IMAGE_TAG:-v2}');
+      expect((await git(['rev-list', '--count', `origin/tenants/${slug}`], clone)).trim()).toBe(slug === 'omar' ? '3' : '2');
+    }
   });
 
   it('publishes to a token-protected server with the token, and fails without it without showing it', async () => {

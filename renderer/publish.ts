@@ -17,7 +17,9 @@ import {
   hasObject,
   listRemoteBranches,
   nodeGitDeps,
-  pushBranch,
+  pushBranches,
+  PUSH_BATCH_SIZE,
+  writeLooseObject,
   remoteBranchHead,
   sanitizeUrl,
   sourceTrailer,
@@ -53,8 +55,10 @@ export interface PublishOptions {
   source: { repo: string; commit: string };
   branchPrefix?: string;
   author?: { name: string; email: string };
-  /** Branches pushed at the same time. */
+  /** Branches fetched at the same time when moved branches are rebuilt on their new heads. */
   pushConcurrency?: number;
+  /** Branches per receive-pack request: every changed branch goes up in one request per this many. */
+  pushBatchSize?: number;
   /** Attempts per branch when the remote branch keeps moving under us. */
   maxPushAttempts?: number;
   deps?: GitDeps;
@@ -161,6 +165,23 @@ export function tenantCommitMessage(slug: string, source: { repo: string; commit
   return `Render tenant ${slug} from ${source.repo}@${source.commit.slice(0, 12)}\n\nFlotilla-Source: ${source.commit}\n`;
 }
 
+/** The entries of a tree object's content: mode, name, object id. */
+function treeEntries(content: Buffer): { mode: string; name: string; oid: string }[] {
+  const entries: { mode: string; name: string; oid: string }[] = [];
+  let at = 0;
+  while (at < content.length) {
+    const space = content.indexOf(0x20, at);
+    const nul = content.indexOf(0, space);
+    entries.push({
+      mode: content.subarray(at, space).toString('latin1'),
+      name: content.subarray(space + 1, nul).toString('utf8'),
+      oid: content.subarray(nul + 1, nul + 21).toString('hex'),
+    });
+    at = nul + 21;
+  }
+  return entries;
+}
+
 /** Runs `work` over `items` with at most `limit` at a time, in order of start. */
 async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>) {
   let next = 0;
@@ -206,6 +227,7 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
     author = DEFAULT_AUTHOR,
     pushConcurrency = 4,
     maxPushAttempts = 5,
+    pushBatchSize = PUSH_BATCH_SIZE,
     deps = nodeGitDeps,
   } = options;
   const { fs } = deps;
@@ -262,15 +284,52 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
     for (const branch of unknown) remote.set(branch, await fetchBranch(gitdir, url, branch, fetchOptions, deps));
   }
 
+  /**
+   * Trees and blobs of `built` the parent's tree does not hold, walking down only where
+   * the two differ: what the remote lacks for this commit, as the parent is on the remote.
+   */
+  const objectsBeyondParent = async (built: BuiltTree, parent: string | undefined): Promise<string[]> => {
+    const byOid = new Map(built.objects.map((o) => [o.oid, o]));
+    const out: string[] = [];
+    const visit = async (oid: string, theirsOid: string | undefined): Promise<void> => {
+      out.push(oid);
+      const theirs = new Map<string, string>();
+      if (theirsOid) {
+        try {
+          for (const e of (await git.readTree({ fs, gitdir, oid: theirsOid, cache })).tree) theirs.set(`${e.type} ${e.path}`, e.oid);
+        } catch (err) {
+          // Not local (or not a tree): send the whole subtree, the server keeps one copy.
+          if (!(err instanceof Errors.NotFoundError || err instanceof Errors.ObjectTypeError)) throw err;
+        }
+      }
+      for (const entry of treeEntries((byOid.get(oid) as GitObjectBytes).content)) {
+        const isTree = entry.mode === '40000';
+        const old = theirs.get(`${isTree ? 'tree' : 'blob'} ${entry.name}`);
+        if (old === entry.oid) continue;
+        if (isTree) await visit(entry.oid, old);
+        else out.push(entry.oid);
+      }
+    };
+    const parentTree = parent ? await treeOf(parent) : undefined;
+    if (parentTree === built.oid) return [];
+    await visit(built.oid, parentTree);
+    return out;
+  };
+
   const written = new Set<string>();
-  const created = new Map<string, string>();
+  /** Trees and blobs this run built, so the push packs them without reading them back. */
+  const inMemory = new Map<string, GitObjectBytes>();
+  /** Per pushed branch: the new commit, the remote head it builds on, the objects to send. */
+  const created = new Map<string, { commit: string; parent: string | undefined; objects: string[] }>();
   const commitTree = async (t: (typeof planned)[number], parent: string | undefined): Promise<void> => {
     try {
-      for (const object of t.tree.objects) {
-        if (written.has(object.oid)) continue;
-        await git.writeObject({ fs, gitdir, type: object.type, object: object.content, format: 'content' });
+      const fresh = t.tree.objects.filter((o) => !written.has(o.oid));
+      for (const object of fresh) {
         written.add(object.oid);
+        inMemory.set(object.oid, object);
       }
+      // Side by side: each write is a few small file operations on libuv's thread pool.
+      await Promise.all(fresh.map((object) => writeLooseObject(gitdir, object.oid, object)));
       const timestamp = Math.floor(Date.now() / 1000);
       const who = { ...author, timestamp, timezoneOffset: 0 };
       const commit = await git.commit({
@@ -291,7 +350,7 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
           : {}),
       });
       treeCache.set(commit, t.tree.oid);
-      created.set(t.branch, commit);
+      created.set(t.branch, { commit, parent, objects: await objectsBeyondParent(t.tree, parent) });
     } catch (err) {
       throw gitError(`commit ${t.branch}`, gitdir, err);
     }
@@ -337,14 +396,42 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
   const committed = new Set<string>();
   options.onProgress?.({ phase: 'compare', done: planned.length, total: planned.length, slug: '' });
   let pushedCount = 0;
-  await forEachLimited(toPush, pushConcurrency, async (t) => {
-    for (let attempt = 1; attempt <= maxPushAttempts; attempt++) {
-      if ((await pushBranch(gitdir, url, t.branch, auth, deps)) === 'pushed') {
+  // Every changed branch in one receive-pack request (per batch); branches someone moved
+  // meanwhile are rebuilt on their new heads and go up together in the next round.
+  let pending = toPush;
+  for (let attempt = 1; pending.length > 0; attempt++) {
+    if (attempt > maxPushAttempts) {
+      const names = pending.map((t) => t.branch);
+      throw new GitError(
+        `push ${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''}`,
+        sanitizeUrl(url),
+        `the branch kept moving; gave up after ${maxPushAttempts} attempts`,
+      );
+    }
+    const updates = pending.map((t) => {
+      const { commit, parent, objects } = created.get(t.branch)!;
+      return { branch: t.branch, commit, expected: parent ?? null, objects };
+    });
+    const results = await pushBranches(gitdir, url, updates, auth, deps, {
+      batchSize: pushBatchSize,
+      known: (oid) => inMemory.get(oid),
+    });
+    const moved: (typeof planned)[number][] = [];
+    const refused: string[] = [];
+    for (const t of pending) {
+      const result = results.get(t.branch);
+      if (result?.status === 'pushed') {
         committed.add(t.slug);
         options.onProgress?.({ phase: 'push', done: ++pushedCount, total: toPush.length, slug: t.slug });
-        return;
-      }
-      // Rejected: someone else moved the branch. Build on their commit, never force.
+      } else if (result?.status === 'rejected') moved.push(t);
+      else refused.push(`${t.branch} (${result?.reason ?? 'no result'})`);
+    }
+    if (refused.length > 0) {
+      throw new GitError('push', sanitizeUrl(url), `the server refused ${refused.join(', ')}`);
+    }
+    // Someone else moved these branches: build on their commits, never force.
+    const next: (typeof planned)[number][] = [];
+    await forEachLimited(moved, pushConcurrency, async (t) => {
       const head = await remoteBranchHead(url, t.branch, auth, deps);
       const fetched = head ? await fetchBranch(gitdir, url, t.branch, fetchOptions, deps) : undefined;
       if (fetched && (await requireTree(fetched)) === t.tree.oid) {
@@ -352,13 +439,11 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
         return;
       }
       await commitTree(t, fetched);
-    }
-    throw new GitError(
-      `push ${t.branch}`,
-      sanitizeUrl(url),
-      `the branch kept moving; gave up after ${maxPushAttempts} attempts`,
-    );
-  });
+      next.push(t);
+    });
+    const nextSet = new Set(next);
+    pending = planned.filter((t) => nextSet.has(t));
+  }
 
   // Keep only the tips we may meet next time, so the cache stays the size of the fleet.
   const keep = new Map<string, string>();
@@ -366,7 +451,7 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
     const tree = treeCache.get(head);
     if (tree) keep.set(head, tree);
   }
-  for (const commit of created.values()) {
+  for (const { commit } of created.values()) {
     const tree = treeCache.get(commit);
     if (tree) keep.set(commit, tree);
   }

@@ -8,13 +8,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { GitError } from './errors.js';
 import {
+  demultiplexSideBand,
   fetchBranch,
   isAncestor,
   listRemoteBranches,
+  parsePktLines,
+  parseReceivePackAdvertisement,
+  parseReportStatus,
+  pushBranches,
   readCommitFiles,
   remoteBranchHead,
   sanitizeUrl,
   sourceTrailer,
+  ZERO_OID,
 } from './git.js';
 
 const execFileAsync = promisify(execFile);
@@ -173,5 +179,156 @@ describe('git against a token-protected server', () => {
       expect((err as GitError).url).toBe(server.url('fleet.git'));
     }
     await rm(join(tmpdir(), 'flotilla-never-created.git'), { recursive: true, force: true });
+  });
+
+  it('pushBranches fails without the token, or with a wrong one, without showing either', async () => {
+    const wrong = 'ghp_WrongToken456';
+    const update = { branch: 'tenants/linda', commit: 'a'.repeat(40), expected: null, objects: [] };
+    for (const auth of [undefined, { token: wrong }]) {
+      const err = await pushBranches(join(tmpdir(), 'flotilla-never-read.git'), server.url('fleet.git'), [update], auth).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(GitError);
+      expect((err as GitError).message).toMatch(/401/);
+      expect((err as GitError).message).not.toContain(wrong);
+      expect((err as GitError).message).not.toContain(token);
+    }
+  });
+});
+
+describe('receive-pack wire format', () => {
+  const pkt = (s: string | Buffer) => {
+    const b = typeof s === 'string' ? Buffer.from(s) : s;
+    return Buffer.concat([Buffer.from((b.length + 4).toString(16).padStart(4, '0')), b]);
+  };
+  it('reads per-ref results out of a side-band-64k report-status, and a fatal band-3 message', () => {
+    const report = Buffer.concat([pkt('unpack ok\n'), pkt('ok refs/heads/tenants/a\n'), pkt('ng refs/heads/tenants/b failed to update ref\n'), Buffer.from('0000')]);
+    const muxed = Buffer.concat([
+      pkt(Buffer.concat([Buffer.from([2]), Buffer.from('Resolving deltas: 100%\n')])),
+      pkt(Buffer.concat([Buffer.from([1]), report.subarray(0, 7)])),
+      pkt(Buffer.concat([Buffer.from([1]), report.subarray(7)])),
+      Buffer.from('0000'),
+    ]);
+    const status = parseReportStatus(demultiplexSideBand(muxed));
+    expect(status.unpack).toBe('ok');
+    expect([...status.refs]).toEqual([
+      ['refs/heads/tenants/a', null],
+      ['refs/heads/tenants/b', 'failed to update ref'],
+    ]);
+    expect(() => demultiplexSideBand(pkt(Buffer.concat([Buffer.from([3]), Buffer.from('disk full\n')])))).toThrow(/remote: disk full/);
+  });
+  it('reads the advertisement of an empty repository and of one with branches', () => {
+    const caps = 'report-status delete-refs side-band-64k quiet ofs-delta agent=git/2.39';
+    const empty = Buffer.concat([pkt('# service=git-receive-pack\n'), Buffer.from('0000'), pkt(`${ZERO_OID} capabilities^{}\0${caps}\n`), Buffer.from('0000')]);
+    expect(parseReceivePackAdvertisement(empty).refs.size).toBe(0);
+    expect(parseReceivePackAdvertisement(empty).capabilities.has('report-status')).toBe(true);
+    const a = 'a'.repeat(40);
+    const full = Buffer.concat([pkt(`${a} refs/heads/main\0${caps}\n`), pkt(`${'b'.repeat(40)} refs/heads/tenants/x\n`), Buffer.from('0000')]);
+    expect([...parseReceivePackAdvertisement(full).refs]).toEqual([
+      ['refs/heads/main', a],
+      ['refs/heads/tenants/x', 'b'.repeat(40)],
+    ]);
+    expect(() => parseReportStatus(pkt('unpack o'))).not.toThrow();
+    expect(() => parsePktLines(Buffer.from('00ffshort'))).toThrow(/truncated/);
+  });
+});
+
+describe('pushBranches: many branches in one receive-pack request', () => {
+  let server: GitServer;
+  let work: string;
+  let bare: string;
+  let url: string;
+  let race: (() => Promise<void>) | undefined;
+
+  beforeAll(async () => {
+    server = await startGitServer({
+      beforeRequest: async (request) => {
+        if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && race) {
+          const run = race;
+          race = undefined;
+          await run();
+        }
+      },
+    });
+    bare = await server.createBareRepo('fleet.git');
+    url = server.url('fleet.git');
+    work = await mkdtemp(join(tmpdir(), 'flotilla-push-test-'));
+    // The server refuses one branch by hook, as branch protection would.
+    await writeFile(
+      join(bare, 'hooks/update'),
+      '#!/bin/sh\nif [ "$1" = refs/heads/tenants/locked ]; then echo "tenants/locked is protected" >&2; exit 1; fi\n',
+    );
+    await chmod(join(bare, 'hooks/update'), 0o755);
+  });
+  afterAll(async () => {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('creates, updates, reports a moved and a refused branch, all in one POST, never forced', async () => {
+    const src = join(work, 'src');
+    await git(['init', '--quiet', '--initial-branch', 'main', src]);
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {}\n');
+    await git(['add', '.'], src);
+    await commit(src, 'base');
+    const base = await git(['rev-parse', 'HEAD'], src);
+    await git(['push', '--quiet', url, 'HEAD:refs/heads/tenants/a', 'HEAD:refs/heads/tenants/c', 'HEAD:refs/heads/tenants/stale'], src);
+    // A commit on top of base (for a, c and stale), and an unrelated root commit (for new branches).
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {api: {image: x}}\n');
+    await commit(src, 'next');
+    const next = await git(['rev-parse', 'HEAD'], src);
+    const nextObjects = (await git(['rev-list', '--objects', next, `^${base}`], src)).split('\n').map((l) => l.split(' ')[0]!);
+    await git(['checkout', '--quiet', '--orphan', 'fresh'], src);
+    await writeFile(join(src, 'README'), 'fresh\n');
+    await git(['add', 'README'], src);
+    await commit(src, 'fresh');
+    const fresh = await git(['rev-parse', 'HEAD'], src);
+    const freshObjects = (await git(['rev-list', '--objects', fresh], src)).split('\n').map((l) => l.split(' ')[0]!);
+    // Someone moves tenants/c between our advertisement and our POST.
+    race = async () => {
+      await git(['push', '--quiet', url, `${next}:refs/heads/tenants/c`], src);
+    };
+    server.resetStats();
+    const gitdir = join(src, '.git');
+    const results = await pushBranches(gitdir, url, [
+      { branch: 'tenants/a', commit: next, expected: base, objects: nextObjects },
+      { branch: 'tenants/new', commit: fresh, expected: null, objects: freshObjects },
+      { branch: 'tenants/c', commit: fresh, expected: base, objects: freshObjects },
+      { branch: 'tenants/stale', commit: next, expected: fresh, objects: nextObjects },
+      { branch: 'tenants/locked', commit: fresh, expected: null, objects: freshObjects },
+    ]);
+    expect(race).toBeUndefined();
+    expect(results.get('tenants/a')).toEqual({ status: 'pushed' });
+    expect(results.get('tenants/new')).toEqual({ status: 'pushed' });
+    expect(results.get('tenants/c')).toMatchObject({ status: 'rejected' });
+    expect(results.get('tenants/stale')).toMatchObject({ status: 'rejected', reason: /expected/ });
+    expect(results.get('tenants/locked')).toMatchObject({ status: 'refused', reason: /hook declined/ });
+    // Ours and the racing push.
+    expect(server.stats().byPath['POST /fleet.git/git-receive-pack']?.requests).toBe(2);
+
+    const refs = await git(['--git-dir', bare, 'for-each-ref', '--format=%(refname) %(objectname)', 'refs/heads/tenants/']);
+    expect(refs.split('\n')).toEqual([
+      `refs/heads/tenants/a ${next}`,
+      `refs/heads/tenants/c ${next}`, // theirs, not overwritten
+      `refs/heads/tenants/new ${fresh}`,
+      `refs/heads/tenants/stale ${base}`,
+    ]);
+    await git(['--git-dir', bare, 'fsck', '--strict']);
+  });
+
+  it('splits many branches into batches of batchSize refs', async () => {
+    const src = join(work, 'batches');
+    await git(['init', '--quiet', '--initial-branch', 'main', src]);
+    await writeFile(join(src, 'f'), 'batch\n');
+    await git(['add', '.'], src);
+    await commit(src, 'batch');
+    const head = await git(['rev-parse', 'HEAD'], src);
+    const objects = (await git(['rev-list', '--objects', head], src)).split('\n').map((l) => l.split(' ')[0]!);
+    server.resetStats();
+    const updates = Array.from({ length: 5 }, (_, i) => ({ branch: `batch/b${i}`, commit: head, expected: null, objects }));
+    const results = await pushBranches(join(src, '.git'), url, updates, undefined, undefined, { batchSize: 2 });
+    expect([...results.values()].every((r) => r.status === 'pushed')).toBe(true);
+    expect(server.stats().byPath['POST /fleet.git/git-receive-pack']?.requests).toBe(3);
+    expect((await git(['ls-remote', url, 'refs/heads/batch/*'])).split('\n')).toHaveLength(5);
   });
 });
