@@ -17,15 +17,13 @@ import {
   hasObject,
   listRemoteBranches,
   nodeGitDeps,
-  pushBranches,
-  PUSH_BATCH_SIZE,
-  writeLooseObject,
   remoteBranchHead,
   sanitizeUrl,
   sourceTrailer,
   type GitAuth,
   type GitDeps,
 } from './core/git.js';
+import { pushBranches, PUSH_BATCH_SIZE, writeLooseObject } from './core/receive-pack.js';
 import type { RenderedFile } from './core/manifest.js';
 import { signCommitPayload } from './core/signing.js';
 import type { KeyObject } from 'node:crypto';

@@ -8,20 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { GitError } from './errors.js';
 import {
-  demultiplexSideBand,
   fetchBranch,
   isAncestor,
   listRemoteBranches,
-  parsePktLines,
-  parseReceivePackAdvertisement,
-  parseReportStatus,
-  pushBranches,
   readCommitFiles,
   remoteBranchHead,
   sanitizeUrl,
   sourceTrailer,
   ZERO_OID,
 } from './git.js';
+import { demultiplexSideBand, parsePktLines, parseReceivePackAdvertisement, parseReportStatus, pushBranches } from './receive-pack.js';
 
 const execFileAsync = promisify(execFile);
 const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
