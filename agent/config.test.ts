@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, writeFile, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadAgentConfig, parseAgentConfig, repoSlugFromGitUrl } from './config.js';
+import { loadAgentConfig, parseAgentConfig } from './config.js';
 import { SettingError } from '../renderer/core/errors.js';
 
 const base = {
@@ -50,8 +50,8 @@ describe('agent settings', () => {
   });
 
   it('derives owner/name only from URLs that have that shape', () => {
-    expect(repoSlugFromGitUrl('http://127.0.0.1:4000/acme/fleet')).toBe('acme/fleet');
-    expect(repoSlugFromGitUrl('http://127.0.0.1:4000/fleet.git')).toBeUndefined();
+    expect(parseAgentConfig({ ...base, FLOTILLA_REPO: 'http://127.0.0.1:4000/acme/fleet' }).githubRepo).toBe('acme/fleet');
+    expect(parseAgentConfig({ ...base, FLOTILLA_REPO: 'http://127.0.0.1:4000/fleet.git' }).githubRepo).toBeUndefined();
   });
 
   it('reads the env file, lets the environment override it, and checks the install dir', async () => {

@@ -4,8 +4,12 @@
 import { readFile, access, constants } from 'node:fs/promises';
 import { parse as parseDotenv } from 'dotenv';
 import { SettingError } from '../renderer/core/errors.js';
+import { repoSlugFromUrl, type RepoRef } from '../renderer/core/github.js';
+
 import { parseWindows, type MaintenanceWindow } from '../renderer/core/window.js';
 import { parseTrustedKeys, type TrustedKey } from '../renderer/core/signing.js';
+
+const slugOf = (ref: RepoRef | undefined): string | undefined => (ref ? `${ref.owner}/${ref.repo}` : undefined);
 
 export const DEFAULT_ENV_FILE = '/etc/flotilla/agent.env';
 const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -53,12 +57,6 @@ export async function readAgentEnvFile(path: string, explicit: boolean): Promise
   }
 }
 
-/** Derives `owner/name` from a GitHub-style clone URL (https://host/owner/name(.git)). */
-export function repoSlugFromGitUrl(url: string): string | undefined {
-  const m = /^[a-z]+:\/\/[^/]+\/([^/]+)\/([^/]+?)(?:\.git)?\/?$/i.exec(url);
-  return m ? `${m[1]}/${m[2]}` : undefined;
-}
-
 function positiveNumber(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
@@ -82,7 +80,7 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
   const drift = (vars.FLOTILLA_DRIFT ?? 'report') as DriftPolicy;
   if (drift !== 'report' && drift !== 'heal') throw new SettingError('FLOTILLA_DRIFT', `must be report or heal, got ${JSON.stringify(drift)}`);
   const compose = vars.FLOTILLA_COMPOSE?.trim();
-  const githubRepo = vars.FLOTILLA_GITHUB_REPO?.trim() || repoSlugFromGitUrl(repo);
+  const githubRepo = vars.FLOTILLA_GITHUB_REPO?.trim() || slugOf(repoSlugFromUrl(repo));
   if (githubRepo !== undefined && !/^[\w.-]+\/[\w.-]+$/.test(githubRepo))
     throw new SettingError('FLOTILLA_GITHUB_REPO', `must be owner/name, got ${JSON.stringify(githubRepo)}`);
   const nonFF = vars.FLOTILLA_ALLOW_NON_FAST_FORWARD ?? 'false';
