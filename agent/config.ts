@@ -5,7 +5,6 @@ import { readFile, access, constants } from 'node:fs/promises';
 import { parse as parseDotenv } from 'dotenv';
 import { SettingError } from '../renderer/core/errors.js';
 import { repoSlugFromUrl, type RepoRef } from '../renderer/core/github.js';
-
 import { parseWindows, type MaintenanceWindow } from '../renderer/core/window.js';
 import { parseTrustedKeys, type TrustedKey } from '../renderer/core/signing.js';
 
