@@ -5,13 +5,13 @@ import { readFile, access, constants } from 'node:fs/promises';
 import { parse as parseDotenv } from 'dotenv';
 import { SettingError } from '../renderer/core/errors.js';
 import { repoSlugFromUrl, type RepoRef } from '../renderer/core/github.js';
+import { SLUG_PATTERN } from '../renderer/core/manifest.js';
 import { parseWindows, type MaintenanceWindow } from '../renderer/core/window.js';
 import { parseTrustedKeys, type TrustedKey } from '../renderer/core/signing.js';
 
 const slugOf = (ref: RepoRef | undefined): string | undefined => (ref ? `${ref.owner}/${ref.repo}` : undefined);
 
 export const DEFAULT_ENV_FILE = '/etc/flotilla/agent.env';
-const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export type DriftPolicy = 'report' | 'heal';
 
@@ -73,7 +73,7 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
   const repo = need('FLOTILLA_REPO');
   if (!/^https?:\/\//.test(repo)) throw new SettingError('FLOTILLA_REPO', `must be an http(s) git URL, got ${JSON.stringify(repo.replace(/\/\/[^@/]*@/, '//***@'))}`);
   const tenant = need('FLOTILLA_TENANT');
-  if (!SLUG.test(tenant)) throw new SettingError('FLOTILLA_TENANT', `${JSON.stringify(tenant)} is not a tenant slug (a DNS label)`);
+  if (!SLUG_PATTERN.test(tenant)) throw new SettingError('FLOTILLA_TENANT', `${JSON.stringify(tenant)} is not a tenant slug (a DNS label)`);
   const installDir = need('FLOTILLA_DIR');
   if (!installDir.startsWith('/')) throw new SettingError('FLOTILLA_DIR', 'must be an absolute path');
   const drift = (vars.FLOTILLA_DRIFT ?? 'report') as DriftPolicy;

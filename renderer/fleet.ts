@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Document, LineCounter, isMap, isNode, isPair, isScalar, isSeq, parseDocument, visit, type Node } from 'yaml';
 import { FleetConfigError, type ConfigProblem } from './core/errors.js';
-import type { HookCommand, ManifestHooks, TenantMode } from './core/manifest.js';
+import { SLUG_PATTERN, type HookCommand, type ManifestHooks, type TenantMode } from './core/manifest.js';
 import { parseWindow } from './core/window.js';
 import schema from './fleet-schema.json' with { type: 'json' };
 
@@ -79,7 +79,6 @@ export interface Fleet {
 }
 
 export const IMAGE_TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-export const SLUG_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 // Raw shapes after the schema has accepted a file.
 interface RawFleet {

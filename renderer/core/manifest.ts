@@ -165,7 +165,8 @@ function stringListJson(list: string[]): string {
   return `${out}\n  ]`;
 }
 
-const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** A tenant slug: a DNS label (it names a branch, a compose project and a host's status context). */
+export const SLUG_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -203,7 +204,7 @@ export function parseManifest(text: string): Manifest {
   const m = raw as Record<string, unknown>;
   if (m.schemaVersion !== MANIFEST_SCHEMA_VERSION)
     throw new ManifestError(`unsupported schemaVersion ${JSON.stringify(m.schemaVersion)}`);
-  if (typeof m.tenant !== 'string' || !SLUG.test(m.tenant)) throw new ManifestError('tenant is not a DNS label');
+  if (typeof m.tenant !== 'string' || !SLUG_PATTERN.test(m.tenant)) throw new ManifestError('tenant is not a DNS label');
   if (m.mode !== 'managed' && m.mode !== 'adopted') throw new ManifestError('mode must be managed or adopted');
   if (typeof m.imageTag !== 'string') throw new ManifestError('imageTag missing');
   const source = m.source as Record<string, unknown> | undefined;
