@@ -3,6 +3,7 @@
 // when it sends one. Nothing is pulled; `fetch` is injected so tests and
 // proxies can point it anywhere.
 import { RegistryError } from './core/errors.js';
+import { IMAGE_TAG_PATTERN } from './fleet.js';
 
 /** Every manifest type a tag may point at: multi-arch indexes and single manifests, OCI and Docker. */
 export const MANIFEST_ACCEPT = [
@@ -59,11 +60,9 @@ export function registryBaseUrl(host: string): string {
   return `${loopback ? 'http' : 'https'}://${host}`;
 }
 
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-
 /** A Docker tag: letters, digits, `_ . -`, at most 128 characters, not starting with `.` or `-`. */
 export function isValidTag(tag: string): boolean {
-  return TAG.test(tag);
+  return IMAGE_TAG_PATTERN.test(tag);
 }
 
 export interface AuthChallenge {
