@@ -72,29 +72,6 @@ if ((${#blockers[@]} > 0)); then
   exit "$status"
 fi
 
-# Runs inside the namespace; keeps going on Ctrl-C so the sweep after the demo always runs
-# (mounts vanish with the namespace, but dockerd's must go before the folder is removed).
-inner='
 trap : INT TERM
-if command -v ip >/dev/null; then ip link set lo up; else busybox ip link set lo up; fi || {
-  echo "demo: cannot bring up loopback in the new network namespace" >&2; exit 1; }
-status=0
-node --import tsx scripts/demo.ts || status=$?
-for pidfile in "$FLOTILLA_DEMO_RUN_DIR"/*/*.pid; do
-  [ -f "$pidfile" ] || continue
-  pid=$(cat "$pidfile")
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    echo "demo: stopping leftover process $pid ($pidfile)" >&2
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-done
-awk -v root="$FLOTILLA_DEMO_RUN_DIR" "index(\$5, root) == 1 { print \$5 }" /proc/self/mountinfo |
-  sort -r | while read -r point; do umount -l "$point" 2>/dev/null || true; done
-exit "$status"
-'
-
-trap : INT TERM
-unshare --net --mount --fork -- bash -c "$inner" flotilla-demo || status=$?
+unshare --net --mount --fork -- bash scripts/in-namespace.sh demo "$FLOTILLA_DEMO_RUN_DIR" node --import tsx scripts/demo.ts || status=$?
 exit "$status"

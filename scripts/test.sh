@@ -63,33 +63,9 @@ fi
 run_dir="$(mktemp -d /tmp/flotilla-test.XXXXXX)"
 export FLOTILLA_TEST_RUN_DIR="$run_dir"
 
-# The inner script runs inside the namespace. It keeps going on Ctrl-C so the
-# cleanup after vitest always runs.
-inner='
-trap : INT TERM
-if command -v ip >/dev/null; then ip link set lo up; else busybox ip link set lo up; fi || {
-  echo "test.sh: cannot bring up loopback in the new network namespace" >&2; exit 1; }
-status=0
-node_modules/.bin/vitest "$@" || status=$?
-for pidfile in "$FLOTILLA_TEST_RUN_DIR"/*/*.pid; do
-  [ -f "$pidfile" ] || continue
-  pid=$(cat "$pidfile")
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    echo "test.sh: stopping leftover process $pid ($pidfile)" >&2
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-done
-# Deepest mount points first (exec-root/netns/default and the like).
-awk -v root="$FLOTILLA_TEST_RUN_DIR" "index(\$5, root) == 1 { print \$5 }" /proc/self/mountinfo |
-  sort -r | while read -r point; do umount -l "$point" 2>/dev/null || true; done
-exit "$status"
-'
-
 status=0
 trap : INT TERM
-unshare --net --mount --fork -- bash -c "$inner" flotilla-test "${vitest_args[@]}" || status=$?
+unshare --net --mount --fork -- bash scripts/in-namespace.sh test.sh "$FLOTILLA_TEST_RUN_DIR" node_modules/.bin/vitest "${vitest_args[@]}" || status=$?
 trap - INT TERM
 rm -rf "$run_dir"
 
