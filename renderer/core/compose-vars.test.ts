@@ -250,6 +250,19 @@ describe('scanComposeText', () => {
     );
   });
 
+  it("reads compose's own !reset and !override tags", () => {
+    const text = 'services:\n  api:\n    image: app:${TAG}\n    ports: !reset []\n    environment: !override\n      URL: ${URL:?}\n';
+    expect(scanComposeText(text, 'compose.yaml')).toEqual({ references: ['TAG', 'URL'], required: ['TAG', 'URL'] });
+  });
+
+  it('walks an aliased node once, so a billion-laughs file is scanned in its own size', () => {
+    // Ten levels of ten aliases each would be 10^10 strings if expanded.
+    const lines = ['x-l0: &l0 "${DEEP}"'];
+    for (let i = 1; i <= 10; i++) lines.push(`x-l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(', ')}]`);
+    lines.push('services:\n  api:\n    image: app\n    command: *l10');
+    expect(scanComposeText(lines.join('\n'), 'compose.yaml')).toEqual({ references: ['DEEP'], required: ['DEEP'] });
+  });
+
   it('accepts an empty file', () => {
     expect(scanComposeText('', 'compose.yaml')).toEqual({ references: [], required: [] });
   });
