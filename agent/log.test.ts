@@ -29,6 +29,27 @@ describe('agent log', () => {
     expect(lines[0]).not.toContain('\u001b['); // no colour unless asked (not a TTY)
   });
 
+  it('labels each level, colours the label only on a TTY, and keeps structured fields', () => {
+    const { log, lines } = capture('text');
+    log.warn('poll: git host unreachable, retrying in 30 s');
+    log.error('up failed: rolled back');
+    log.logger.info({ attempt: 2 }, 'retry');
+    expect(lines[0]).toMatch(/\] WARN: \[linda\] poll: git host unreachable, retrying in 30 s\n$/);
+    expect(lines[1]).toMatch(/\] ERROR: \[linda\] up failed: rolled back\n$/);
+    expect(lines[2]).toMatch(/\] INFO: \[linda\] retry \{"attempt":2\}\n$/);
+    const coloured: string[] = [];
+    createAgentLog({ format: 'text', tenant: 'linda', write: (s) => void coloured.push(s), color: true, now: NOW }).error('boom');
+    expect(coloured[0]).toContain('\u001b[31mERROR\u001b[39m: [linda] boom');
+  });
+
+  it("prints the time in the host's local zone", () => {
+    const { log, lines } = capture('text');
+    log('x');
+    const t = NOW();
+    const local = `${t.getFullYear()}-${String(t.getMonth() + 1).padStart(2, '0')}-${String(t.getDate()).padStart(2, '0')} ${String(t.getHours()).padStart(2, '0')}:${String(t.getMinutes()).padStart(2, '0')}:05.678`;
+    expect(lines[0]!.startsWith(`[${local}] INFO:`)).toBe(true);
+  });
+
   it('never prints a token, in either format', () => {
     for (const format of ['text', 'json'] as const) {
       const { log, lines } = capture(format, ['s3cret-git-token', 'ghs_statusTokenValue1234']);

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --v8-pool-size=1 --max-semi-space-size=1
 // The `flotilla-agent` CLI and its poll loop. Commands build their dependencies
 // here; errors become a message and an exit code in one place (runAgentCli).
 import { realpathSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { fetchBranch, remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
 import { planApply } from './apply.js';
 import { createComposeRunner } from './compose.js';
+import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { acquireLock } from './lock.js';
@@ -289,7 +290,9 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         dir: opts.dir,
         root: resolve(opts.root),
         settings: parseAssignments(opts.set ?? []),
-        agentCommand: opts.agentCommand ? opts.agentCommand.trim().split(/\s+/) : [process.execPath, realpathSync(process.argv[1] ?? 'flotilla-agent')],
+        agentCommand: opts.agentCommand
+          ? opts.agentCommand.trim().split(/\s+/)
+          : defaultAgentCommand(process.execPath, realpathSync(process.argv[1] ?? 'flotilla-agent')),
         ...(runArgs.length ? { runArgs } : {}),
         ...(io.env.FLOTILLA_GIT_TOKEN ? { gitToken: io.env.FLOTILLA_GIT_TOKEN } : {}),
         ...(io.env.FLOTILLA_GITHUB_TOKEN ? { githubToken: io.env.FLOTILLA_GITHUB_TOKEN } : {}),

@@ -1,4 +1,5 @@
-// Idle RSS of the real agent daemon (`node dist/agent/main.js run`), beside a bare
+// Idle RSS of the real agent daemon, started as its systemd unit starts it (`node
+// <DAEMON_NODE_FLAGS> dist/agent/main.js run`), beside a bare
 // `node` process that only keeps a timer, both read from /proc/<pid>/status in the
 // same run. The agent polls a loopback git server whose repo has no branch for its
 // tenant, so its first pass loads the git client, does one ls-refs, logs
@@ -9,6 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../agent/daemon-node-flags.js';
 import { startGitServer } from '../test/support/git-server.js';
 import { benchRow, type BenchRow } from './bench-row.js';
 
@@ -103,13 +105,13 @@ export async function benchAgentIdleRss(): Promise<BenchRow[]> {
     );
     // Only what a service unit would give it; none of this process's variables.
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmp };
-    const agent = await idleRssKb([main, 'run', '--env-file', envFile], env, /does not exist yet/);
+    const agent = await idleRssKb([...DAEMON_NODE_FLAGS, main, 'run', '--env-file', envFile], env, /does not exist yet/);
     const bare = await idleRssKb(['-e', 'setInterval(() => {}, 1000)'], env);
     const agentMb = agent.kb / 1024;
     const bareMb = bare.kb / 1024;
     return [
       benchRow({
-        name: 'agent idle RSS (daemon after its first poll)',
+        name: `agent idle RSS (daemon after its first poll; node ${DAEMON_NODE_FLAGS.join(' ')})`,
         unit: 'MB',
         value: Math.round(agentMb * 10) / 10,
         baseline: Math.round(bareMb * 10) / 10,
