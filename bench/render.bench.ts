@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { loadFleet, type Fleet, type Tenant } from '../renderer/fleet.js';
 import { scanComposeText } from '../renderer/core/compose-vars.js';
 import { serializeManifest, sha256 } from '../renderer/core/manifest.js';
-import { loadTemplates, renderFleet, templateContext, type RenderedTenant, type TemplateSet } from '../renderer/render.js';
+import { forgetRenders, loadTemplates, renderFleet, templateContext, type RenderedTenant, type TemplateSet } from '../renderer/render.js';
 import { benchRow, median, type BenchRow } from './bench-row.js';
 
 export const BENCH_TENANTS = 1000;
@@ -92,8 +92,8 @@ export async function benchRender(root = findRepoRoot()): Promise<BenchRow[]> {
   const floorMs: number[] = [];
   const extrasMs: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    // Each round scans its distinct compose files again, as a fresh process would.
-    templates.composeScans.clear();
+    // Each round starts with no reused output and no compose scan, as a fresh process would.
+    forgetRenders(templates);
     const started = performance.now();
     rendered = renderFleet(fleet, templates, SOURCE);
     renderMs.push(performance.now() - started);

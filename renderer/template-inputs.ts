@@ -1,0 +1,142 @@
+// Which parts of the context a template reads, found from its syntax tree, so a
+// render can reuse a template's output for every tenant whose values at those
+// paths are the same. In a fleet most tenants share their compose file's inputs
+// (image names, tag, a few env defaults and flags), which is the biggest template.
+//
+// The analysis is conservative: any construct whose reads it cannot bound (the whole
+// context, partials, decorators, a block helper other than if/unless/each/with)
+// makes the template "reads anything" and it is never reused. It relies on the
+// templates being compiled without `compat` (no lookups up the scope chain).
+import Handlebars from 'handlebars';
+
+/** A context path, e.g. ['env', 'LOG_LEVEL']. */
+export type ContextPath = readonly string[];
+
+/** Block helpers whose body runs with a context the analysis can bound. */
+const SAME_CONTEXT_BLOCKS = new Set(['if', 'unless']);
+const NEW_CONTEXT_BLOCKS = new Set(['each', 'with']);
+
+class UnboundedRead extends Error {}
+
+/**
+ * The root-context paths a template reads, deduplicated; undefined when they cannot
+ * be bounded. Reading a path reads everything under it (`each env` reads all of env).
+ */
+export function templateInputs(ast: hbs.AST.Program): ContextPath[] | undefined {
+  const paths = new Map<string, ContextPath>();
+  const record = (path: ContextPath) => {
+    if (path.length === 0) throw new UnboundedRead();
+    paths.set(JSON.stringify(path), path);
+  };
+  // `scopes` counts the context-changing blocks around a node; a path at depth d
+  // resolves in the scope d levels up, and only the root scope is recorded: a read
+  // inside an `each X` body is a read of X, which the block already recorded.
+  const visitPath = (path: hbs.AST.PathExpression, scopes: number) => {
+    if (path.data) {
+      // @root.x reads x; @index, @key, @first, @last come from the block's own input.
+      if (path.parts[0] === 'root') record(path.parts.slice(1));
+      return;
+    }
+    if (path.depth >= scopes) record(path.parts);
+  };
+  const visitExpression = (node: hbs.AST.Expression, scopes: number) => {
+    if (node.type === 'PathExpression') visitPath(node as hbs.AST.PathExpression, scopes);
+    else if (node.type === 'SubExpression') visitCall(node as hbs.AST.SubExpression, scopes);
+  };
+  const visitCall = (node: { path: hbs.AST.PathExpression | hbs.AST.Expression; params: hbs.AST.Expression[]; hash?: hbs.AST.Hash }, scopes: number) => {
+    // The head may be a helper name or a context path; recording it when it is a helper costs nothing.
+    visitExpression(node.path, scopes);
+    for (const param of node.params) visitExpression(param, scopes);
+    for (const pair of node.hash?.pairs ?? []) visitExpression(pair.value, scopes);
+  };
+  const visitProgram = (program: hbs.AST.Program | undefined, scopes: number) => {
+    for (const statement of program?.body ?? []) visitStatement(statement, scopes);
+  };
+  const visitStatement = (node: hbs.AST.Statement, scopes: number) => {
+    switch (node.type) {
+      case 'ContentStatement':
+      case 'CommentStatement':
+        return;
+      case 'MustacheStatement':
+        return visitCall(node as hbs.AST.MustacheStatement, scopes);
+      case 'BlockStatement': {
+        const block = node as hbs.AST.BlockStatement;
+        const helper = block.path.type === 'PathExpression' ? (block.path as hbs.AST.PathExpression).original : undefined;
+        if (!helper || (!SAME_CONTEXT_BLOCKS.has(helper) && !NEW_CONTEXT_BLOCKS.has(helper))) throw new UnboundedRead();
+        for (const param of block.params) visitExpression(param, scopes);
+        for (const pair of block.hash?.pairs ?? []) visitExpression(pair.value, scopes);
+        visitProgram(block.program, NEW_CONTEXT_BLOCKS.has(helper) ? scopes + 1 : scopes);
+        // `{{else}}` of each/with runs in the outer context.
+        visitProgram(block.inverse, scopes);
+        return;
+      }
+      default:
+        // Partials, partial blocks, decorators: their reads are not in this tree.
+        throw new UnboundedRead();
+    }
+  };
+  try {
+    visitProgram(ast, 0);
+  } catch (e) {
+    if (e instanceof UnboundedRead) return undefined;
+    throw e;
+  }
+  return [...paths.values()];
+}
+
+/**
+ * A string equal for two contexts exactly when every path holds the same value in
+ * both: same types, same own keys in the same order (each iterates in that order),
+ * a missing key distinct from any value. Strict mode treats a missing key as an
+ * error, so presence is part of the key.
+ */
+export function inputKey(context: object, paths: readonly ContextPath[]): string {
+  let key = '';
+  for (const path of paths) {
+    let value: unknown = context;
+    let depth = 0;
+    while (depth < path.length && value !== null && typeof value === 'object' && Object.hasOwn(value, path[depth]!)) {
+      value = (value as Record<string, unknown>)[path[depth]!];
+      depth++;
+    }
+    // Where the walk stopped short, what the rest of the path gives depends on the key
+    // being missing from an object (or array), or on the primitive it stopped at (a
+    // string's .length): not on the object's other keys.
+    if (depth === path.length) key += encodeValue(value);
+    else if (value !== null && typeof value === 'object') key += `~${depth}${Array.isArray(value) ? 'a' : 'o'}`;
+    else key += `~${depth}:${encodeValue(value)}`;
+    key += ';';
+  }
+  return key;
+}
+
+function encodeValue(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      // Object.is tells -0 from 0 and NaN from null, which JSON would not.
+      return Object.is(value, -0) ? 'n-0' : `n${String(value)}`;
+    case 'boolean':
+      return value ? 't' : 'f';
+    case 'undefined':
+      return 'u';
+    case 'object': {
+      if (value === null) return 'z';
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += `${encodeValue(value[i])},`;
+        return `${out}]`;
+      }
+      let out = '{';
+      for (const key of Object.keys(value)) out += `${JSON.stringify(key)}:${encodeValue((value as Record<string, unknown>)[key])},`;
+      return `${out}}`;
+    }
+    default:
+      // Functions, symbols, bigints never come from fleet YAML; a unique key means "never reuse".
+      return `!${Math.random()}`;
+  }
+}
+
+/** The parse tree of a template, for `templateInputs`. */
+export const parseTemplate = (text: string): hbs.AST.Program => Handlebars.parse(text);
