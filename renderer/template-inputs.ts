@@ -7,8 +7,6 @@
 // context, partials, decorators, a block helper other than if/unless/each/with)
 // makes the template "reads anything" and it is never reused. It relies on the
 // templates being compiled without `compat` (no lookups up the scope chain).
-import Handlebars from 'handlebars';
-
 /** A context path, e.g. ['env', 'LOG_LEVEL']. */
 export type ContextPath = readonly string[];
 
@@ -137,6 +135,3 @@ function encodeValue(value: unknown): string {
       return `!${Math.random()}`;
   }
 }
-
-/** The parse tree of a template, for `templateInputs`. */
-export const parseTemplate = (text: string): hbs.AST.Program => Handlebars.parse(text);
