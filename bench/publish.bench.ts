@@ -1,5 +1,6 @@
 // Publish and change-detection benchmarks against the loopback git server.
-//   benchPublish:   1,000 tenants, one changed: time beyond rendering, commits, pushes.
+//   benchPublish:   1,000 tenants, one changed: time beyond rendering, commits, pushes;
+//                   then all 1,000 changed (a fleet-wide tag): one push per PUSH_BATCH_SIZE branches.
 //   benchNoopPoll:  the agent's "anything new?" check on a repo with 1,000 tenant branches,
 //                   beside `git ls-remote` of the same branch in the same run.
 import { execFile, spawn } from 'node:child_process';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, sha256, type RenderedFile } from '../renderer/core/manifest.js';
+import { PUSH_BATCH_SIZE } from '../renderer/core/receive-pack.js';
 import { publishTenants, type PublishTenant } from '../renderer/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { benchRow, median, type BenchRow } from './bench-row.js';
@@ -123,6 +125,15 @@ export async function benchPublish(): Promise<BenchRow[]> {
       pushes = Math.max(pushes, receivePackPosts(server));
     }
     const ms = median(times);
+
+    // A fleet-wide change (a new default tag): every branch gets a commit, still one push.
+    const everyone = base.map((_, i) => syntheticTenant(i, 'v3.0.0'));
+    server.resetStats();
+    started = performance.now();
+    const wide = await publishTenants({ repoUrl: url, workDir, tenants: everyone, source: SOURCE, branchPrefix: prefix });
+    const wideMs = performance.now() - started;
+    const widePushes = receivePackPosts(server);
+    const widePushesExpected = Math.ceil(TENANTS / PUSH_BATCH_SIZE);
     return [
       benchRow({
         name: `publish ${TENANTS} tenants, 1 changed: time beyond render`,
@@ -141,6 +152,14 @@ export async function benchPublish(): Promise<BenchRow[]> {
         baseline: null,
         target: 'no commit, no push',
         met: cold.committed.length === 0 && cold.unchanged.length === TENANTS && coldPushes === 0,
+      }),
+      benchRow({
+        name: `publish ${TENANTS} tenants, all changed: time beyond render (${wide.committed.length} commits, ${widePushes} pushes)`,
+        unit: 'ms',
+        value: Math.round(wideMs),
+        baseline: null,
+        target: `< 10000 ms; ${TENANTS} commits in ${widePushesExpected} pushes of ${PUSH_BATCH_SIZE} branches`,
+        met: wideMs < 10_000 && wide.committed.length === TENANTS && widePushes === widePushesExpected,
       }),
     ];
   });

@@ -1,6 +1,8 @@
 // Integration: publishes to the real `git http-backend` on 127.0.0.1 and reads the
 // branches back with the real git CLI.
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import * as fs from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +11,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startGitServer, type GitRequestInfo, type GitServer } from '../test/support/git-server.js';
 import { GitError } from './core/errors.js';
 import { MANIFEST_PATH, sha256, type RenderedFile } from './core/manifest.js';
-import { buildTree, publishTenants, type PublishTenant } from './publish.js';
+import isogit from 'isomorphic-git';
+import { signCommitPayload } from './core/signing.js';
+import { buildCommit, buildTree, publishTenants, type PublishTenant } from './publish.js';
 
 const execFileAsync = promisify(execFile);
 const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
@@ -367,4 +371,40 @@ describe('buildTree', () => {
     const files = render('linda', 'v1').files;
     expect(buildTree('linda', [...files].reverse()).oid).toBe(buildTree('linda', files).oid);
   });
+});
+
+describe('buildCommit', () => {
+  const tree = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
+  const parent = 'a'.repeat(40);
+  const author = { name: 'Flotilla', email: 'flotilla@localhost', timestamp: 1_790_000_000 };
+  const messages = ['Render tenant linda\n\nFlotilla-Source: abc\n', 'no final newline', '\n\nleading newlines\r\nand CRLF\n\n\n'];
+  const { privateKey } = generateKeyPairSync('ed25519');
+
+  it.each(messages.flatMap((message) => [[message, false] as const, [message, true] as const]))(
+    'writes the commit isomorphic-git writes (message %j, signed: %s)',
+    async (message, signed) => {
+      const gitdir = await mkdtemp(join(tmpdir(), 'flotilla-commit-'));
+      try {
+        await isogit.init({ fs, gitdir, bare: true });
+        const sign = (payload: string) => signCommitPayload(payload, privateKey);
+        const theirs = await isogit.commit({
+          fs,
+          gitdir,
+          ref: 'refs/heads/x',
+          tree,
+          parent: [parent],
+          message,
+          author: { ...author, timezoneOffset: 0 },
+          committer: { ...author, timezoneOffset: 0 },
+          ...(signed ? { signingKey: 'ssh', onSign: ({ payload }: { payload: string }) => ({ signature: sign(payload) }) } : {}),
+        });
+        const ours = buildCommit({ tree, parents: [parent], author, message, ...(signed ? { sign } : {}) });
+        expect(ours.oid).toBe(theirs);
+        const stored = await isogit.readObject({ fs, gitdir, oid: theirs, format: 'content' });
+        expect(Buffer.from(stored.object as Uint8Array).equals(ours.content)).toBe(true);
+      } finally {
+        await rm(gitdir, { recursive: true, force: true });
+      }
+    },
+  );
 });

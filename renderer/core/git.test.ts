@@ -1,6 +1,7 @@
 // Integration: runs against the real `git http-backend` on 127.0.0.1.
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,7 +18,7 @@ import {
   sourceTrailer,
   ZERO_OID,
 } from './git.js';
-import { demultiplexSideBand, parsePktLines, parseReceivePackAdvertisement, parseReportStatus, pushBranches } from './receive-pack.js';
+import { demultiplexSideBand, parsePktLines, parseReceivePackAdvertisement, parseReportStatus, pushBranches, storePack } from './receive-pack.js';
 
 const execFileAsync = promisify(execFile);
 const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
@@ -326,5 +327,34 @@ describe('pushBranches: many branches in one receive-pack request', () => {
     expect([...results.values()].every((r) => r.status === 'pushed')).toBe(true);
     expect(server.stats().byPath['POST /fleet.git/git-receive-pack']?.requests).toBe(3);
     expect((await git(['ls-remote', url, 'refs/heads/batch/*'])).split('\n')).toHaveLength(5);
+  });
+});
+
+describe('storePack: new objects as one pack with its index', () => {
+  it('writes a pack git itself verifies and reads every object back from', async () => {
+    const gitdir = await mkdtemp(join(tmpdir(), 'flotilla-pack-'));
+    try {
+      await execFileAsync('git', ['init', '-q', '--bare', gitdir]);
+      const hash = (type: string, content: Buffer) => createHash('sha1').update(`${type} ${content.length}\0`).update(content).digest('hex');
+      // Enough objects to fill many fan-out buckets, sizes across the size-varint's byte boundaries.
+      const objects = Array.from({ length: 300 }, (_, i) => {
+        const content = Buffer.from(`object ${i}\n${'x'.repeat((i * 37) % 5000)}`);
+        return { oid: hash('blob', content), type: 'blob' as const, content };
+      });
+      await storePack(gitdir, objects);
+      const packs = (await readdir(join(gitdir, 'objects', 'pack'))).sort();
+      expect(packs).toHaveLength(2);
+      expect(packs[0]).toMatch(/^pack-[0-9a-f]{40}\.idx$/);
+      await execFileAsync('git', ['--git-dir', gitdir, 'verify-pack', join(gitdir, 'objects', 'pack', packs[0]!)]);
+      for (const { oid, content } of [objects[0]!, objects[137]!, objects[299]!]) {
+        const { stdout } = await execFileAsync('git', ['--git-dir', gitdir, 'cat-file', 'blob', oid], { encoding: 'buffer' });
+        expect(Buffer.from(stdout).equals(content)).toBe(true);
+      }
+      const { stdout } = await execFileAsync('git', ['--git-dir', gitdir, 'count-objects', '-v']);
+      expect(stdout).toMatch(/^in-pack: 300$/m);
+      expect(stdout).toMatch(/^count: 0$/m);
+    } finally {
+      await rm(gitdir, { recursive: true, force: true });
+    }
   });
 });
