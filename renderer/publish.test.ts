@@ -1,9 +1,9 @@
 // Integration: publishes to the real `git http-backend` on 127.0.0.1 and reads the
 // branches back with the real git CLI.
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +13,8 @@ import { GitError } from './core/errors.js';
 import { MANIFEST_PATH, sha256, type RenderedFile } from './core/manifest.js';
 import isogit from 'isomorphic-git';
 import { signCommitPayload } from './core/signing.js';
-import { buildCommit, buildTree, publishTenants, type PublishTenant } from './publish.js';
+import { storePack } from './core/receive-pack.js';
+import { buildCommit, buildTree, MAX_CACHE_PACKS, publishTenants, type PublishTenant } from './publish.js';
 
 const execFileAsync = promisify(execFile);
 const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
@@ -101,6 +102,28 @@ describe('publishTenants against the loopback git server', () => {
     await git(['--git-dir', bare, 'fsck', '--strict']);
     // Every branch went up in one receive-pack request.
     expect(receivePacks(server)).toBe(1);
+  });
+
+  it('starts its work dir afresh once it holds more than MAX_CACHE_PACKS packs, and still publishes right', async () => {
+    const { url, workDir } = await setup();
+    await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v1'), render('omar', 'v1')], source: SOURCE_1 });
+    // As after many publishes: one small pack each.
+    for (let i = 0; i <= MAX_CACHE_PACKS; i++) {
+      const content = Buffer.from(`filler ${i}\n`);
+      const oid = createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
+      await storePack(workDir, [{ oid, type: 'blob', content }]);
+    }
+    const packs = async () => (await readdir(join(workDir, 'objects', 'pack'))).filter((n) => n.endsWith('.pack')).length;
+    expect(await packs()).toBeGreaterThan(MAX_CACHE_PACKS);
+
+    const result = await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v2'), render('omar', 'v1')], source: SOURCE_1 });
+    expect(result).toEqual({ committed: ['linda'], unchanged: ['omar'], pushed: true });
+    // Started afresh: one pack fetched per branch tip, one stored for the new commit.
+    expect(await packs()).toBeLessThanOrEqual(3);
+    const clone = await tempDir('clone');
+    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, clone]);
+    expect(await git(['show', 'HEAD:docker-compose.yml'], clone)).toContain('${IMAGE_TAG:-v2}');
+    expect(await git(['rev-list', '--count', 'HEAD'], clone)).toBe('2\n');
   });
 
   it('new and updated branches go up together in one push, and the server holds every object they need', async () => {

@@ -5,7 +5,7 @@
 // an unchanged fleet costs one ls-refs and no object writes. New trees and blobs go
 // into a bare work dir (no checkout, no index) as one pack per push.
 import { createHash } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import git, { Errors } from 'isomorphic-git';
 import { GitError, RenderedOutputError } from './core/errors.js';
@@ -241,6 +241,31 @@ async function readTreeCache(gitdir: string): Promise<Map<string, string>> {
   }
 }
 
+/**
+ * Packs in the work dir beyond which it starts afresh. Each publish that commits adds
+ * one; reading an object looks through every pack's index, so a cache kept for months
+ * would slow every run. Starting afresh costs one cold run (one fetch of every tip).
+ */
+export const MAX_CACHE_PACKS = 64;
+
+/**
+ * Empties a cluttered work dir of what publish put there (objects, fetched refs, the
+ * tree cache), only when the tree cache file shows the folder is publish's own.
+ */
+async function restartClutteredCache(gitdir: string): Promise<void> {
+  let packs: string[];
+  try {
+    await access(join(gitdir, TREE_CACHE_FILE));
+    packs = (await readdir(join(gitdir, 'objects', 'pack'))).filter((name) => name.endsWith('.pack'));
+  } catch {
+    return;
+  }
+  if (packs.length <= MAX_CACHE_PACKS) return;
+  await rm(join(gitdir, TREE_CACHE_FILE), { force: true });
+  for (const sub of ['objects', join('refs', 'remotes'), 'shallow']) await rm(join(gitdir, sub), { recursive: true, force: true });
+  await mkdir(join(gitdir, 'objects', 'pack'), { recursive: true });
+}
+
 async function writeTreeCache(gitdir: string, entries: Map<string, string>): Promise<void> {
   const file = join(gitdir, TREE_CACHE_FILE);
   await writeFile(`${file}.tmp`, JSON.stringify(Object.fromEntries(entries)));
@@ -271,6 +296,7 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
     renderAt: t.renderAt,
   }));
 
+  await restartClutteredCache(gitdir);
   await ensureBareRepo(gitdir, deps);
   const remote = await listRemoteBranches(url, branchPrefix, auth, deps);
   const fetchOptions = { depth: 1, ...(auth ? { auth } : {}) };
@@ -346,9 +372,9 @@ export async function publishTenants(options: PublishOptions): Promise<PublishRe
     return out;
   };
 
-  /** Trees and blobs this run built, so the push packs them without reading them back. */
+  /** Trees, blobs and commits this run built, so the push packs them without reading them back. */
   const inMemory = new Map<string, GitObjectBytes>();
-  /** Those not yet stored in the work dir: stored as one pack before each push. */
+  /** Those not yet in the work dir: stored as one pack before each push. */
   let unstored: GitObjectBytes[] = [];
   /** Per pushed branch: the new commit, the remote head it builds on, the objects to send. */
   const created = new Map<string, { commit: string; parent: string | undefined; objects: string[] }>();
