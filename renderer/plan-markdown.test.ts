@@ -112,6 +112,21 @@ describe('renderPlanMarkdown', () => {
     expect(renderPlanJson(await smallPlan())).not.toContain('hunter2');
   });
 
+  it('shows host settings that changed: windows, hooks (pipes kept inside the table) and generated secrets', async () => {
+    const fleet = fleetWith(['t000'], {});
+    const dump = { name: 'dump', run: ['sh', '-c', 'pg_dump app | gzip > /backups/app.sql.gz'], keep: 7 };
+    const report = await buildPlan({
+      fleet,
+      base: [side('t000', { 'docker-compose.yml': 'services: {}\n' })],
+      head: [side('t000', { 'docker-compose.yml': 'services: {}\n' }, { windows: ['Sat 22:00-02:00 Europe/Berlin'], hooks: { preSwap: [dump] } })],
+    });
+    const md = renderPlanMarkdown(report);
+    expect(md).toContain('#### `t000`');
+    expect(md).toContain('**Host settings**');
+    expect(md).toContain('| maintenance windows | *any time* | `Sat 22:00-02:00 Europe/Berlin` |');
+    expect(md).toMatch(/\| pre-swap hooks \| — \| `dump: sh -c pg_dump app \\\| gzip > \/backups\/app\.sql\.gz \(keeps 7\)` \|/);
+  });
+
   it('raises a red alert for a missing image tag and for uncovered variables', async () => {
     const md = renderPlanMarkdown(await smallPlan(async () => 'missing'));
     expect(md).toContain('## ❌ Flotilla plan');

@@ -5,7 +5,7 @@
 // changed tenant's file table, then diffs while room remains; what does not fit
 // is folded to one line per tenant, and the comment says what it left out.
 import type { FileChange } from './core/diff.js';
-import type { EnvChange, PlanReport, TagCheck, TenantPlan } from './plan.js';
+import type { EnvChange, HostSettingChange, PlanReport, TagCheck, TenantPlan } from './plan.js';
 
 /** Hidden marker the sticky comment is found again by. */
 export const PLAN_COMMENT_MARKER = '<!-- flotilla-plan -->';
@@ -112,6 +112,7 @@ function fileSummary(t: TenantPlan): string {
   for (const f of changedFiles(t)) counts.set(f.status, (counts.get(f.status) ?? 0) + 1);
   const parts = [...counts].map(([status, n]) => `${n} ${status}`);
   if (t.env.length > 0) parts.push(`${plural(t.env.length, 'env key')}`);
+  if (t.hostSettings.length > 0) parts.push(`${plural(t.hostSettings.length, 'host setting')}`);
   return parts.join(', ') || 'manifest only';
 }
 
@@ -186,6 +187,16 @@ function envRows(env: EnvChange[]): string[] {
   return rows;
 }
 
+function hostSettingRows(changes: HostSettingChange[]): string[] {
+  const rows = ['| Setting | Before | After |', '|---|---|---|'];
+  const cell = (items: string[], empty: string) => (items.length ? items.map(code).join('<br>') : empty);
+  for (const c of changes) {
+    const empty = c.setting === 'maintenance windows' ? '*any time*' : '—';
+    rows.push(`| ${c.setting} | ${cell(c.before, empty)} | ${cell(c.after, empty)} |`);
+  }
+  return rows;
+}
+
 function sectionBase(t: TenantPlan): string {
   const meta: string[] = [];
   if (t.change === 'added') meta.push('new tenant');
@@ -206,6 +217,7 @@ function sectionBase(t: TenantPlan): string {
     out.push('');
   }
   if (t.env.length > 0) out.push('**Env patch**', '', ...envRows(t.env), '');
+  if (t.hostSettings.length > 0) out.push('**Host settings**', '', ...hostSettingRows(t.hostSettings), '');
   if (t.envCoverage.missing.length > 0) {
     out.push(`> [!CAUTION]`, `> Missing for compose: ${nameList(t.envCoverage.missing, 800, 30)}`, '');
   }

@@ -107,6 +107,29 @@ describe('buildPlan', () => {
     expect(JSON.stringify(report)).not.toMatch(/secret-value/);
   });
 
+  it('shows changed maintenance windows, hooks and generated secrets, which live only in the manifest', async () => {
+    const files = { 'docker-compose.yml': COMPOSE };
+    const migrate = { name: 'migrate', run: ['compose', 'exec', '-T', 'api', 'npm', 'run', 'migrate'], timeoutSeconds: 600 };
+    const report = await buildPlan({
+      fleet: FLEET,
+      base: [side('trbh', files, { windows: ['Sun 02:00-05:00 UTC'] }), side('bnkops', files)],
+      head: [
+        side('trbh', files, { hooks: { postUp: [migrate] }, secrets: ['JWT_SECRET', 'POSTGRES_PASSWORD', 'SMTP_PASSWORD'] }),
+        side('bnkops', files),
+      ],
+    });
+    const trbh = report.tenants.find((t) => t.slug === 'trbh')!;
+    expect(trbh.change).toBe('changed');
+    expect(trbh.files.every((f) => f.status === 'unchanged')).toBe(true);
+    expect(trbh.hostSettings).toEqual([
+      { setting: 'maintenance windows', before: ['Sun 02:00-05:00 UTC'], after: [] },
+      { setting: 'post-up hooks', before: [], after: ['migrate: compose exec -T api npm run migrate (timeout 600 s)'] },
+      { setting: 'secrets generated on the host', before: ['JWT_SECRET', 'POSTGRES_PASSWORD'], after: ['JWT_SECRET', 'POSTGRES_PASSWORD', 'SMTP_PASSWORD'] },
+    ]);
+    expect(report.tenants.find((t) => t.slug === 'bnkops')).toMatchObject({ change: 'unchanged', hostSettings: [] });
+    expect(report.blastRadius).toMatchObject({ tenantsChanged: 1, filesChanged: 0 });
+  });
+
   it('warns about required variables nothing defines, counting secrets and hostEnv as defined', async () => {
     const required = ['IMAGE_TAG', 'POSTGRES_PASSWORD', 'SMTP_PASSWORD', 'S3_BUCKET'];
     const report = await buildPlan({

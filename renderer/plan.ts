@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { fileChanges, type FileChange } from './core/diff.js';
 import { GitError } from './core/errors.js';
-import { MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
+import { MANIFEST_PATH, type HookCommand, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
 import { HEADER_PREFIX } from './render.js';
 
@@ -51,6 +51,16 @@ export interface TagCheck {
   tenants: string[];
 }
 
+/**
+ * What the agent takes from the manifest besides files and env: when it may apply,
+ * what it runs around the swap, which secrets it generates. Each item as a person reads it.
+ */
+export interface HostSettingChange {
+  setting: 'maintenance windows' | 'pre-swap hooks' | 'post-up hooks' | 'secrets generated on the host';
+  before: string[];
+  after: string[];
+}
+
 export type TenantChange = 'added' | 'removed' | 'changed' | 'unchanged';
 
 export interface TenantPlan {
@@ -64,6 +74,8 @@ export interface TenantPlan {
   /** Every rendered file of either side, unchanged ones included, sorted by path. */
   files: FileChange[];
   env: EnvChange[];
+  /** Changes in maintenance windows, hooks and generated secrets (they live only in the manifest). */
+  hostSettings: HostSettingChange[];
   envCoverage: EnvCoverage;
 }
 
@@ -167,6 +179,28 @@ export function envChanges(
   return out;
 }
 
+function hookItems(hooks: HookCommand[] | undefined): string[] {
+  return (hooks ?? []).map((h) => {
+    const extras = [h.timeoutSeconds !== undefined ? `timeout ${h.timeoutSeconds} s` : '', h.keep !== undefined ? `keeps ${h.keep}` : ''].filter(Boolean);
+    return `${h.name}: ${h.run.join(' ')}${extras.length ? ` (${extras.join(', ')})` : ''}`;
+  });
+}
+
+/** Host settings that differ between two renders of a tenant (either may be absent). */
+export function hostSettingChanges(before: Manifest | undefined, after: Manifest | undefined): HostSettingChange[] {
+  const read = (m: Manifest | undefined): [HostSettingChange['setting'], string[]][] => [
+    ['maintenance windows', m?.windows ?? []],
+    ['pre-swap hooks', hookItems(m?.hooks?.preSwap)],
+    ['post-up hooks', hookItems(m?.hooks?.postUp)],
+    ['secrets generated on the host', [...(m?.secrets ?? [])].sort(byCodeUnits)],
+  ];
+  const was = read(before);
+  return read(after).flatMap(([setting, items], i) => {
+    const old = was[i]![1];
+    return JSON.stringify(old) === JSON.stringify(items) ? [] : [{ setting, before: old, after: items }];
+  });
+}
+
 function missingVariables(manifest: Manifest | undefined, tenant: Tenant | undefined): string[] {
   if (!manifest) return [];
   const defined = new Set<string>([
@@ -256,11 +290,12 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
     if (base) imageTag.before = base.manifest.imageTag;
     if (head) imageTag.after = head.manifest.imageTag;
     const fileChanged = files.some((f) => f.status !== 'unchanged');
+    const hostSettings = hostSettingChanges(base?.manifest, head?.manifest);
     const change: TenantChange = !base
       ? 'added'
       : !head
         ? 'removed'
-        : fileChanged || env.length > 0 || imageTag.before !== imageTag.after
+        : fileChanged || env.length > 0 || hostSettings.length > 0 || imageTag.before !== imageTag.after
           ? 'changed'
           : 'unchanged';
     const plan: TenantPlan = {
@@ -270,6 +305,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
       imageTag,
       files,
       env,
+      hostSettings,
       envCoverage: {
         required: [...(head?.manifest.requiredVariables ?? [])].sort(byCodeUnits),
         missing,
