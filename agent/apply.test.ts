@@ -172,6 +172,23 @@ describe('planApply', () => {
     expect(renderPlanText(plan)).toContain('missing DB_PASSWORD, SMTP_HOST: required by compose');
   });
 
+  it('prints the hooks that will run around the swap and when the apply may happen', async () => {
+    const v2 = V2();
+    const none = renderPlanText(await planApply({ installDir: install, manifest: v2.manifest, files: v2.tree }));
+    expect(none).toContain('around the swap:\n  no hooks\n');
+    expect(none).toContain('applies: any time (no window in the manifest');
+    v2.manifest.windows = ['Sun 02:00-05:00 Europe/Berlin'];
+    v2.manifest.hooks = {
+      preSwap: [{ name: 'dump', run: ['compose', 'exec', '-T', 'postgres', 'pg_dump', 'app'], keep: 7 }],
+      postUp: [{ name: 'migrate', run: ['compose', 'exec', '-T', 'api', 'npm', 'run', 'migrate'], timeoutSeconds: 900 }],
+    };
+    const text = renderPlanText(await planApply({ installDir: install, manifest: v2.manifest, files: v2.tree }));
+    expect(text).toContain(
+      'around the swap:\n  pre-swap  dump: compose exec -T postgres pg_dump app (keeps 7)\n  post-up   migrate: compose exec -T api npm run migrate (timeout 900 s)\n',
+    );
+    expect(text).toContain('applies: within Sun 02:00-05:00 Europe/Berlin (the fleet');
+  });
+
   it('puts generated secrets in the patch and prints only their names', async () => {
     const v2 = V2();
     v2.manifest.mode = 'managed';

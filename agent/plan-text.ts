@@ -2,6 +2,7 @@
 // shown (an adopted host keeps its secrets there): only the env patch's own
 // non-secret values, and generated secrets by name.
 import type { FileChange } from '../renderer/core/diff.js';
+import { describeHook } from '../renderer/core/manifest.js';
 import type { ApplyPlan, PlannedFile } from './apply.js';
 
 export interface PlanTextOptions {
@@ -36,6 +37,19 @@ export function renderPlanText(plan: ApplyPlan, opts: PlanTextOptions = {}): str
   } else {
     out.push(`  all ${plan.coverage.required.length} required variables are defined`);
   }
+
+  out.push('', 'around the swap:');
+  const hooks = [
+    ...(m.hooks?.preSwap ?? []).map((h) => `  pre-swap  ${describeHook(h)}`),
+    ...(m.hooks?.postUp ?? []).map((h) => `  post-up   ${describeHook(h)}`),
+  ];
+  out.push(...(hooks.length > 0 ? hooks : ['  no hooks']));
+  out.push(
+    '',
+    m.windows?.length
+      ? `applies: within ${m.windows.join(', ')} (the fleet's windows; a host's FLOTILLA_WINDOW replaces them)`
+      : "applies: any time (no window in the manifest; a host's FLOTILLA_WINDOW would limit it)",
+  );
 
   if (opts.diffs ?? true) {
     const diffs = renderDiffs(plan.files);

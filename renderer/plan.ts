@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { fileChanges, type FileChange } from './core/diff.js';
 import { GitError } from './core/errors.js';
-import { MANIFEST_PATH, type HookCommand, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
+import { describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
 import { HEADER_PREFIX } from './render.js';
 
@@ -179,19 +179,12 @@ export function envChanges(
   return out;
 }
 
-function hookItems(hooks: HookCommand[] | undefined): string[] {
-  return (hooks ?? []).map((h) => {
-    const extras = [h.timeoutSeconds !== undefined ? `timeout ${h.timeoutSeconds} s` : '', h.keep !== undefined ? `keeps ${h.keep}` : ''].filter(Boolean);
-    return `${h.name}: ${h.run.join(' ')}${extras.length ? ` (${extras.join(', ')})` : ''}`;
-  });
-}
-
 /** Host settings that differ between two renders of a tenant (either may be absent). */
 export function hostSettingChanges(before: Manifest | undefined, after: Manifest | undefined): HostSettingChange[] {
   const read = (m: Manifest | undefined): [HostSettingChange['setting'], string[]][] => [
     ['maintenance windows', m?.windows ?? []],
-    ['pre-swap hooks', hookItems(m?.hooks?.preSwap)],
-    ['post-up hooks', hookItems(m?.hooks?.postUp)],
+    ['pre-swap hooks', (m?.hooks?.preSwap ?? []).map(describeHook)],
+    ['post-up hooks', (m?.hooks?.postUp ?? []).map(describeHook)],
     ['secrets generated on the host', [...(m?.secrets ?? [])].sort(byCodeUnits)],
   ];
   const was = read(before);

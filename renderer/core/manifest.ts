@@ -58,6 +58,12 @@ export interface ManifestHooks {
   postUp?: HookCommand[];
 }
 
+/** A hook as a person reads it: `migrate: compose exec -T api npm run migrate (timeout 600 s)`. */
+export function describeHook(hook: HookCommand): string {
+  const extras = [hook.timeoutSeconds !== undefined ? `timeout ${hook.timeoutSeconds} s` : '', hook.keep !== undefined ? `keeps ${hook.keep}` : ''].filter(Boolean);
+  return `${hook.name}: ${hook.run.join(' ')}${extras.length ? ` (${extras.join(', ')})` : ''}`;
+}
+
 export const HOOK_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const MAX_HOOK_TIMEOUT_SECONDS = 86_400;
 export const MAX_HOOK_KEEP = 1_000;
