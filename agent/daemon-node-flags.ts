@@ -3,7 +3,9 @@
 // generation sized for throughput. One background thread and a 1 MB semi-space cut
 // ~10 MB of an idle agent's resident memory (`npm run bench` measures it), at no cost
 // that matters to a process that polls once a minute and applies a few files.
-// agent/main.ts's `#!` line and docker/agent.Dockerfile carry the same flags; a test keeps them equal.
+// docker/agent.Dockerfile carries the same flags (a test keeps them equal). The bin's
+// `#!` line does not: `env -S` is missing from busybox, and a host running the bin by
+// hand gets a working agent, only a larger one.
 export const DAEMON_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1', '--max-semi-space-size=1'];
 
 /** The command `flotilla-agent install` puts in the unit when not given `--agent-command`. */
