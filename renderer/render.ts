@@ -184,6 +184,7 @@ function compileOptions(helperNames: string[]): CompileOptions {
     noEscape: true, // config files, not HTML
     knownHelpers: Object.fromEntries(helperNames.map((n) => [n, true])),
     knownHelpersOnly: true, // a misspelt helper fails at compile time, not per tenant
+    // No `compat` (lookups up the scope chain): template-inputs.ts bounds what a template reads by it.
   };
 }
 

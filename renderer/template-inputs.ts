@@ -6,7 +6,8 @@
 // The analysis is conservative: any construct whose reads it cannot bound (the whole
 // context, partials, decorators, a block helper other than if/unless/each/with)
 // makes the template "reads anything" and it is never reused. It relies on the
-// templates being compiled without `compat` (no lookups up the scope chain).
+// templates being compiled without `compat` (no lookups up the scope chain) and on
+// every helper reading only its arguments, never `this` or @root (true of render.ts's).
 /** A context path, e.g. ['env', 'LOG_LEVEL']. */
 export type ContextPath = readonly string[];
 
