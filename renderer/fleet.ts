@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Document, LineCounter, isMap, isNode, isPair, isScalar, isSeq, parseDocument, visit, type Node } from 'yaml';
 import { FleetConfigError, type ConfigProblem } from './core/errors.js';
-import { SLUG_PATTERN, type HookCommand, type ManifestHooks, type TenantMode } from './core/manifest.js';
+import { byCodeUnits, SLUG_PATTERN, type HookCommand, type ManifestHooks, type TenantMode } from './core/manifest.js';
 import { parseWindow } from './core/window.js';
 import schema from './fleet-schema.json' with { type: 'json' };
 
@@ -317,7 +317,7 @@ function stringifyEnv(env: Record<string, string | number | boolean> | undefined
 }
 
 function sortedRecord<T>(r: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => byCodeUnits(a, b)));
 }
 
 function resolveDefaults(raw: RawFleet['defaults']): FleetDefaults {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { fileChanges, type FileChange } from './core/diff.js';
 import { GitError } from './core/errors.js';
-import { describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
+import { byCodeUnits, describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
 import { HEADER_PREFIX } from './render.js';
 
@@ -127,10 +127,6 @@ export interface BuildPlanInput {
   notes?: string[];
   /** Longest diff kept per file (default: diff.ts's default). */
   maxDiffChars?: number;
-}
-
-function byCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /**

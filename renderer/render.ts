@@ -15,6 +15,7 @@ import {
   TemplateError,
 } from './core/errors.js';
 import {
+  byCodeUnits,
   MANIFEST_PATH,
   MANIFEST_SCHEMA_VERSION,
   checkManagedPath,
@@ -206,8 +207,6 @@ function parseErrorLine(e: { message: string; lineNumber?: number }): number | u
   const m = /on line (\d+)/.exec(e.message) ?? / - (\d+):\d+$/.exec(e.message);
   return m ? Number(m[1]) : undefined;
 }
-
-const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * Compiles every template (paths relative to templates/). A path ending in `.hbs`

@@ -2,6 +2,7 @@
 // the agent's `plan` (install dir vs tenant commit) and the renderer's PR comment
 // (base render vs head render), so both show a change the same way.
 import { createTwoFilesPatch } from 'diff';
+import { byCodeUnits } from './manifest.js';
 
 export type FileChangeStatus = 'unchanged' | 'modified' | 'created' | 'deleted';
 
@@ -45,7 +46,7 @@ export function fileChanges(
 ): FileChange[] {
   const paths = new Set<string>([...before.keys(), ...after.keys()]);
   const changes: FileChange[] = [];
-  for (const path of [...paths].sort(compareCodeUnits)) {
+  for (const path of [...paths].sort(byCodeUnits)) {
     const change = fileChange(path, before.get(path), after.get(path), opts);
     if (change) changes.push(change);
   }
@@ -101,7 +102,3 @@ export function fileChange(
 
 // `---`/`+++` lines without the `Index:` and `====` lines: what git and GitHub show.
 const FILE_HEADERS = { includeIndex: false, includeUnderline: false, includeFileHeaders: true };
-
-function compareCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

@@ -83,7 +83,8 @@ export function sha256(content: string | Uint8Array): string {
   return oneShotHash ? oneShotHash('sha256', content, 'hex') : createHash('sha256').update(content).digest('hex');
 }
 
-const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/** UTF-16 code-unit order (as `<`), the one order paths, keys and names are sorted in: no locale, no surprises. */
+export const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Stable JSON: the same manifest always serialises to the same bytes. */
 export function serializeManifest(manifest: Manifest): string {
