@@ -4,12 +4,12 @@
 // exactly those and nothing else. Then it checks what it can from here (git,
 // token, docker, compose, install dir) and says what to do next. `root` prefixes
 // every path written, so tests install into a temp folder.
-import { createHash } from 'node:crypto';
 import { access, constants, mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SettingError } from '../renderer/core/errors.js';
 import { nodeGitDepsWithTimeout, remoteBranchHead, sanitizeUrl } from '../renderer/core/git.js';
 import { writeFileAtomic } from '../renderer/core/atomic-write.js';
+import { sha256 } from '../renderer/core/manifest.js';
 import { composeEnv, detectComposeCommand } from './compose.js';
 import { parseAgentConfig, type AgentConfig } from './config.js';
 import { runCommand } from './exec.js';
@@ -91,10 +91,6 @@ export interface InstallCheckDeps {
 
 function hostPath(root: string, path: string): string {
   return root === '/' ? path : join(root, path);
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 const BARE_VALUE = /^[A-Za-z0-9_./:@%+,=-]*$/;
