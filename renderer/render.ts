@@ -104,6 +104,7 @@ const COMPOSE_SCAN_MEMO_LIMIT = 1024;
 const REUSE_LIMIT = 1024;
 /** Lookups without a single hit after which a template stops being reused (it reads a per-tenant value). */
 const REUSE_PROBE = 32;
+const freshReuse = (): TemplateReuse => ({ outputs: new Map(), lookups: 0, hits: 0 });
 const COMPOSE_SCAN_BUCKET_LIMIT = 16;
 
 /** Thrown by a helper used wrongly; carries the mustache's location so the TemplateError names the line. */
@@ -242,7 +243,7 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
       const inputs = templateInputs(ast);
       if (inputs) {
         template.inputs = inputs;
-        template.reuse = { outputs: new Map(), lookups: 0, hits: 0 };
+        template.reuse = freshReuse();
       }
     } else {
       template.copyHash = sha256(text);
@@ -394,17 +395,19 @@ function flat(text: string): string {
   return text;
 }
 
+/** Every template of the set: those producing files, then env.hbs when present. */
+export function everyTemplate(templates: TemplateSet): CompiledTemplate[] {
+  return templates.env ? [...templates.files, templates.env] : templates.files;
+}
+
 /** Forgets every reused output and compose scan, as a fresh process starts (the benchmark's rounds). */
 export function forgetRenders(templates: TemplateSet): void {
   templates.composeScans.clear();
-  for (const t of [...templates.files, ...(templates.env ? [templates.env] : [])])
-    if (t.inputs) t.reuse = { outputs: new Map(), lookups: 0, hits: 0 };
+  for (const t of everyTemplate(templates)) if (t.inputs) t.reuse = freshReuse();
 }
 
 function checkFeatureRefs(templates: TemplateSet, tenant: Tenant): void {
-  for (let i = 0; i <= templates.files.length; i++) {
-    const t = i < templates.files.length ? templates.files[i]! : templates.env;
-    if (!t) continue;
+  for (const t of everyTemplate(templates)) {
     for (const ref of t.featureRefs) {
       if (!(ref.flag in tenant.features))
         throw new TemplateError(
