@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { renderedSide } from '../test/support/rendered-side.js';
 import type { Manifest } from './core/manifest.js';
 import { loadFleetFromFiles, type Fleet } from './fleet.js';
 import { buildPlan, type PlanReport, type RegistryCheck, type RenderedSide } from './plan.js';
@@ -22,25 +23,8 @@ function fleetWith(slugs: string[], extra: Record<string, string> = {}): Fleet {
   return loadFleetFromFiles(files);
 }
 
-function side(slug: string, files: Record<string, string>, manifest: Partial<Manifest> = {}, paused = false): RenderedSide {
-  return {
-    slug,
-    paused,
-    files: Object.entries(files).map(([path, content]) => ({ path, content, mode: 0o644 })),
-    manifest: {
-      schemaVersion: 1,
-      tenant: slug,
-      mode: 'managed',
-      imageTag: 'v2.10.3',
-      source: { repo: 'fleet', commit: 'c'.repeat(40) },
-      files: [],
-      envPatch: {},
-      requiredVariables: [],
-      secrets: ['JWT_SECRET'],
-      ...manifest,
-    },
-  };
-}
+const side = (slug: string, files: Record<string, string>, manifest: Partial<Manifest> = {}, paused = false): RenderedSide =>
+  renderedSide(slug, files, { secrets: ['JWT_SECRET'], ...manifest }, paused);
 
 /** A config file of about `lines` lines that mentions the tenant (so no two tenants' diffs are identical). */
 function configFor(slug: string, lines: number, version: number): string {

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { renderedSide } from '../test/support/rendered-side.js';
 import { GitError } from './core/errors.js';
 import type { Manifest } from './core/manifest.js';
 import { loadFleetFromFiles, type Fleet } from './fleet.js';
@@ -47,29 +48,19 @@ const FLEET = fleetOf({
   trbh: 'mode: managed\n',
 });
 
-function side(
-  slug: string,
-  files: Record<string, string>,
-  manifest: Partial<Manifest> = {},
-  paused = false,
-): RenderedSide {
-  return {
+/** Defaults of this file's tenants: an image tag in the env patch, two fleet secrets. */
+function side(slug: string, files: Record<string, string>, manifest: Partial<Manifest> = {}, paused = false): RenderedSide {
+  return renderedSide(
     slug,
-    paused,
-    files: Object.entries(files).map(([path, content]) => ({ path, content, mode: 0o644 })),
-    manifest: {
-      schemaVersion: 1,
-      tenant: slug,
-      mode: 'managed',
-      imageTag: 'v2.10.3',
-      source: { repo: 'fleet', commit: 'c'.repeat(40) },
-      files: [],
+    files,
+    {
       envPatch: { IMAGE_TAG: manifest.imageTag ?? 'v2.10.3' },
       requiredVariables: ['IMAGE_TAG', 'POSTGRES_PASSWORD'],
       secrets: ['POSTGRES_PASSWORD', 'JWT_SECRET'],
       ...manifest,
     },
-  };
+    paused,
+  );
 }
 
 const COMPOSE = 'services:\n  api:\n    image: ${REGISTRY}/changemaker-api:${IMAGE_TAG}\n';
