@@ -26,6 +26,7 @@ import {
   type RenderedFile,
 } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
+import { canRenderTogether, renderTogether, type RenderTogether } from './render-together.js';
 import { inputKey, templateInputs, type ContextPath } from './template-inputs.js';
 
 /** The template whose output is the env patch (manifest.envPatch), never a file. */
@@ -72,6 +73,8 @@ export interface CompiledTemplate {
   inputs?: ContextPath[];
   /** Outputs by input key, while reuse pays (see renderReusing); undefined once it stopped. */
   reuse?: TemplateReuse;
+  /** Whether it can be rendered with the tenant's other templates in one call (render-together.ts). */
+  together: boolean;
 }
 
 export interface TemplateReuse {
@@ -85,6 +88,9 @@ export interface TemplateSet {
   files: CompiledTemplate[];
   /** env.hbs, when present. */
   env?: CompiledTemplate;
+  /** `files`, then `env` when present: the order renderBodies returns outputs in. */
+  all: CompiledTemplate[];
+  renderTogether: RenderTogether;
   /**
    * Compose scans by rendered body (the file minus its header line), bucketed by the
    * body's length. Most tenants' compose files differ only in that header, so
@@ -226,7 +232,7 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
     const isTemplate = source.endsWith('.hbs');
     const output = isTemplate ? source.slice(0, -'.hbs'.length) : source;
     const mode = ((modes.get(source) ?? 0o644) & 0o111) !== 0 ? 0o755 : 0o644;
-    const template: CompiledTemplate = { source, output, mode, text, featureRefs: [] };
+    const template: CompiledTemplate = { source, output, mode, text, featureRefs: [], together: false };
     if (isTemplate) {
       let ast: hbs.AST.Program;
       try {
@@ -239,6 +245,7 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
         throw new TemplateCompileError(`templates/${source}`, `syntax error: ${detail}`, parseErrorLine(err));
       }
       template.render = hb.compile(ast, options);
+      template.together = canRenderTogether(ast);
       template.featureRefs = featureRefsOf(ast);
       const inputs = templateInputs(ast);
       if (inputs) {
@@ -264,7 +271,12 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
     compiled.push(template);
   }
   compiled.sort((a, b) => byCodeUnits(a.output, b.output));
-  const set: TemplateSet = { files: compiled, composeScans: new Map() };
+  const set: TemplateSet = {
+    files: compiled,
+    all: env ? [...compiled, env] : compiled,
+    renderTogether: renderTogether(registerHelpers, options),
+    composeScans: new Map(),
+  };
   if (env) set.env = env;
   return set;
 }
@@ -395,9 +407,30 @@ function flat(text: string): string {
   return text;
 }
 
+/**
+ * Every template's output for one tenant, in `templates.all` order (undefined for
+ * files copied as is). Reused outputs are looked up; the rest render in one call
+ * when they can, else one by one, in order, so the first failing template is the
+ * one an error names.
+ */
+function renderBodies(templates: TemplateSet, context: TemplateContext, tenant: string): (string | undefined)[] {
+  const all = templates.all;
+  const together: CompiledTemplate[] = [];
+  for (const t of all) if (t.render && t.together && !t.reuse) together.push(t);
+  const outputs = together.length > 1 ? templates.renderTogether(together, context) : undefined;
+  const bodies: (string | undefined)[] = new Array(all.length);
+  for (let i = 0, j = 0; i < all.length; i++) {
+    const t = all[i]!;
+    if (!t.render) continue;
+    if (outputs && t === together[j]) bodies[i] = outputs[j++];
+    else bodies[i] = renderReusing(t, context, tenant);
+  }
+  return bodies;
+}
+
 /** Every template of the set: those producing files, then env.hbs when present. */
 export function everyTemplate(templates: TemplateSet): CompiledTemplate[] {
-  return templates.env ? [...templates.files, templates.env] : templates.files;
+  return templates.all;
 }
 
 /** Forgets every reused output and compose scan, as a fresh process starts (the benchmark's rounds). */
@@ -480,13 +513,14 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
   const files: RenderedFile[] = [];
   const managed: ManagedFile[] = [];
   let requiredVariables: string[] = [];
-  for (const template of templates.files) {
+  const bodies = renderBodies(templates, context, tenant.slug);
+  templates.files.forEach((template, i) => {
     if (!template.render) {
       files.push({ path: template.output, content: template.text, mode: template.mode });
       managed.push({ path: template.output, sha256: template.copyHash!, mode: template.mode });
-      continue;
+      return;
     }
-    const body = renderReusing(template, context, tenant.slug);
+    const body = bodies[i]!;
     const header = COMMENTABLE_OUTPUT.test(template.output) ? headerLine(tenant, source, template) : '';
     const content = header + body;
     // Hashing first flattens `content` (Handlebars builds it from many pieces) once;
@@ -496,8 +530,8 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
       requiredVariables = scanCompose(templates, template.output, content, content.slice(header.length), tenant.slug).required;
     files.push({ path: template.output, content, mode: template.mode });
     managed.push({ path: template.output, sha256: hash, mode: template.mode });
-  }
-  const envPatch = templates.env ? parseEnvPatch(renderReusing(templates.env, context, tenant.slug), tenant) : {};
+  });
+  const envPatch = templates.env ? parseEnvPatch(bodies[templates.files.length]!, tenant) : {};
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     tenant: tenant.slug,
