@@ -27,7 +27,7 @@ import {
 } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
 import { canRenderTogether, renderTogether, type RenderTogether } from './render-together.js';
-import { inputKey, templateInputs, type ContextPath } from './template-inputs.js';
+import { inputKey, templateInputs, type ContextPath, type TemplateInputs } from './template-inputs.js';
 
 /** The template whose output is the env patch (manifest.envPatch), never a file. */
 export const ENV_TEMPLATE = 'env.hbs';
@@ -70,7 +70,7 @@ export interface CompiledTemplate {
   /** `features.<flag>` paths the template reads; checked against the fleet's declared flags. */
   featureRefs: FeatureRef[];
   /** The context paths the template reads; undefined when they cannot be bounded (never reused). */
-  inputs?: ContextPath[];
+  inputs?: TemplateInputs;
   /** Outputs by input key, while reuse pays (see renderReusing); undefined once it stopped. */
   reuse?: TemplateReuse;
   /** Whether it can be rendered with the tenant's other templates in one call (render-together.ts). */
@@ -78,7 +78,7 @@ export interface CompiledTemplate {
 }
 
 export interface TemplateReuse {
-  outputs: Map<string, string>;
+  outputs: Map<string, ReusedOutput>;
   lookups: number;
   hits: number;
 }
@@ -111,6 +111,22 @@ const REUSE_LIMIT = 1024;
 /** Lookups without a single hit after which a template stops being reused (it reads a per-tenant value). */
 const REUSE_PROBE = 32;
 const freshReuse = (): TemplateReuse => ({ outputs: new Map(), lookups: 0, hits: 0 });
+/** Helpers whose result is their arguments' text (json: for a string with nothing to escape). */
+const VERBATIM_HELPERS = new Set(['json', 'concat']);
+/**
+ * Marks where a verbatim value was written: `\x7f<index>\x7f`. DEL is text JSON writes
+ * as is, so the marker survives json; a template holding DEL itself gets no markers.
+ */
+const MARK = '\u007f';
+const MARKER = /\u007f(\d+)\u007f/;
+/** A verbatim value a marker may stand for: a string json writes as `"` + value + `"`, with no DEL. */
+const WRITTEN_AS_IS = /^[^\u0000-\u001f"\\\u007f\ud800-\udfff]*$/;
+
+/** A reused output: its text split where the verbatim values go (`slots` index TemplateInputs.verbatim). */
+export interface ReusedOutput {
+  pieces: string[];
+  slots: number[];
+}
 const COMPOSE_SCAN_BUCKET_LIMIT = 16;
 
 /** Thrown by a helper used wrongly; carries the mustache's location so the TemplateError names the line. */
@@ -247,7 +263,8 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
       template.render = hb.compile(ast, options);
       template.together = canRenderTogether(ast);
       template.featureRefs = featureRefsOf(ast);
-      const inputs = templateInputs(ast);
+      const inputs = templateInputs(ast, new Set(Object.keys(hb.helpers)), VERBATIM_HELPERS);
+      if (inputs && text.includes(MARK)) inputs.keyed.push(...inputs.verbatim.splice(0));
       if (inputs) {
         template.inputs = inputs;
         template.reuse = freshReuse();
@@ -378,27 +395,92 @@ function runTemplate(template: CompiledTemplate, context: TemplateContext, tenan
 }
 
 /**
- * runTemplate, reusing the output of an earlier tenant whose values at every path the
- * template reads were the same (the same inputs give the same bytes). A template that
- * reads a per-tenant value (slug, domain) finds no hit in its first REUSE_PROBE tenants
- * and is rendered plainly from then on, so it pays for a key only that long.
+ * runTemplate, reusing the output of an earlier tenant whose values at every keyed path
+ * the template reads were the same (the same inputs give the same bytes), with this
+ * tenant's own values written where the verbatim ones go (its slug, its domain). A
+ * template that reads a per-tenant value some other way finds no hit in its first
+ * REUSE_PROBE tenants and is rendered plainly from then on, so it pays for a key only that long.
  */
 function renderReusing(template: CompiledTemplate, context: TemplateContext, tenant: string): string {
   const reuse = template.reuse;
   if (!reuse) return runTemplate(template, context, tenant);
-  const key = inputKey(context, template.inputs!);
+  const { keyed, verbatim } = template.inputs!;
+  const values: (string | undefined)[] = new Array(verbatim.length);
+  let key = inputKey(context, keyed);
+  for (let i = 0; i < verbatim.length; i++) {
+    const value = valueAt(context, verbatim[i]!);
+    // Any other value (a number, a quote to escape, missing) is keyed for this tenant.
+    if (typeof value === 'string' && WRITTEN_AS_IS.test(value)) {
+      values[i] = value;
+      key += '*;';
+    } else key += inputKey(context, [verbatim[i]!]);
+  }
   const known = reuse.outputs.get(key);
   reuse.lookups++;
   if (known !== undefined) {
     reuse.hits++;
-    return known;
+    return fillSlots(known, values);
   }
   if (reuse.hits === 0 && reuse.lookups >= REUSE_PROBE) template.reuse = undefined;
   // Flattened once here, so every tenant reusing it hashes and compares a flat string.
   const output = flat(runTemplate(template, context, tenant));
+  const reused = values.some((v) => v !== undefined) ? markedOutput(template, context, values, tenant) : { pieces: [output], slots: [] };
+  // The output with this tenant's values put back must be the output itself; if it ever
+  // is not, the analysis missed a use of a value, and the template is never reused again.
+  if (!reused || fillSlots(reused, values) !== output) {
+    template.reuse = undefined;
+    return output;
+  }
   if (reuse.outputs.size >= REUSE_LIMIT) reuse.outputs.clear();
-  reuse.outputs.set(key, output);
+  reuse.outputs.set(key, reused);
   return output;
+}
+
+/** The template rendered with a marker in place of each verbatim value, split at the markers. */
+function markedOutput(template: CompiledTemplate, context: TemplateContext, values: (string | undefined)[], tenant: string): ReusedOutput | undefined {
+  const marked: Record<string, unknown> = { ...context };
+  template.inputs!.verbatim.forEach((path, i) => {
+    if (values[i] === undefined) return;
+    // Copies along the path, so the tenant's own context (and objects tenants share) stay as they are.
+    let node = marked;
+    for (const part of path.slice(0, -1)) {
+      const child = node[part];
+      node = node[part] = (Array.isArray(child) ? [...child] : { ...(child as object) }) as Record<string, unknown>;
+    }
+    node[path[path.length - 1]!] = `${MARK}${i}${MARK}`;
+  });
+  let text: string;
+  try {
+    text = runTemplate(template, marked as unknown as TemplateContext, tenant);
+  } catch {
+    return undefined;
+  }
+  const parts = text.split(MARKER);
+  const pieces: string[] = [];
+  const slots: number[] = [];
+  // split() with a capture group alternates: text, marker index, text, ...
+  for (let i = 0; i < parts.length; i++) {
+    if (i % 2 === 0) pieces.push(parts[i]!);
+    else slots.push(Number(parts[i]));
+  }
+  return { pieces, slots };
+}
+
+function fillSlots(reused: ReusedOutput, values: (string | undefined)[]): string {
+  const { pieces, slots } = reused;
+  let out = pieces[0]!;
+  for (let i = 0; i < slots.length; i++) out += values[slots[i]!]! + pieces[i + 1]!;
+  return out;
+}
+
+/** The value at a context path; undefined where the path is missing. */
+function valueAt(context: object, path: ContextPath): unknown {
+  let value: unknown = context;
+  for (const part of path) {
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
 }
 
 /** The same string, made flat now (Handlebars builds its output as a rope of pieces). */

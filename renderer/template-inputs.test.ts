@@ -7,7 +7,10 @@ import { loadFleetFromFiles } from './fleet.js';
 import { compileTemplates, renderFleet } from './render.js';
 import { inputKey, templateInputs } from './template-inputs.js';
 
-const inputsOf = (text: string) => templateInputs(Handlebars.parse(text))?.map((p) => p.join('.')).sort();
+const inputsOf = (text: string) => {
+  const inputs = templateInputs(Handlebars.parse(text));
+  return inputs && [...inputs.keyed, ...inputs.verbatim].map((p) => p.join('.')).sort();
+};
 
 describe('templateInputs', () => {
   it('lists the context paths a template reads, helpers and sub-expressions included', () => {
@@ -67,7 +70,10 @@ describe('reusing template outputs across tenants', () => {
       'docker-compose.yml.hbs',
       'services:\n  api:\n    image: {{images.api}}:{{composeVar "IMAGE_TAG" imageTag}}\n    environment:\n{{#each env}}      {{@key}}: {{json this}}\n{{/each}}{{#if features.extra}}  extra:\n    image: {{images.api}}\n{{/if}}',
     ],
-    ['configs/app.yml.hbs', 'tenant: {{slug}}\ndomain: {{domain}}\n'],
+    ['configs/app.yml.hbs', 'tenant: {{slug}}\ndomain: {{json domain}}\nsite: {{json (concat slug "-web")}}\n'],
+    ['configs/first.yml.hbs', 'first: {{#if (eq slug "t0")}}yes{{else}}no{{/if}}\n'],
+    // env.A is only written out, as is and through json: hostile values must come out exactly.
+    ['configs/values.yml.hbs', 'a: {{json env.A}}\nraw: {{env.A}}|{{concat env.A "-" slug}}\n'],
     ['env.hbs', 'LOG_LEVEL={{default env.LOG_LEVEL "info"}}\n'],
   ]);
   const fleetOf = (tenants: { tag?: string; env: Record<string, string>; extra: boolean }[]) => {
@@ -89,7 +95,12 @@ describe('reusing template outputs across tenants', () => {
   it('renders every tenant exactly as a render of that tenant alone would', () => {
     const tenant = fc.record({
       tag: fc.option(fc.constantFrom('v1', 'v2', 'v1.0'), { nil: undefined }),
-      env: fc.dictionary(fc.constantFrom('LOG_LEVEL', 'TZ', 'A'), fc.constantFrom('info', 'debug', 'UTC', '1', ''), { maxKeys: 3 }),
+      env: fc
+        .tuple(
+          fc.constantFrom('x', 'a"b', 'back\\slash', '\u007f0\u007f', '\u007f', 'tab\there', '\u00e9t\u00e9 😀', '', '1'),
+          fc.dictionary(fc.constantFrom('LOG_LEVEL', 'TZ', 'B'), fc.constantFrom('info', 'debug', 'UTC', '1', ''), { maxKeys: 3 }),
+        )
+        .map(([a, rest]) => ({ A: a, ...rest })),
       extra: fc.boolean(),
     });
     fc.assert(
@@ -104,13 +115,20 @@ describe('reusing template outputs across tenants', () => {
   });
 
   it('reuses the compose output of tenants with the same inputs, and stops trying for a per-tenant template', () => {
-    const fleet = fleetOf(Array.from({ length: 50 }, (_, i) => ({ env: { LOG_LEVEL: i % 2 ? 'info' : 'debug' }, extra: false })));
+    const fleet = fleetOf(Array.from({ length: 50 }, (_, i) => ({ env: { A: 'x', LOG_LEVEL: i % 2 ? 'info' : 'debug' }, extra: false })));
     const set = compileTemplates(TEMPLATES);
-    renderFleet(fleet, set, SOURCE);
+    const rendered = renderFleet(fleet, set, SOURCE);
     const compose = set.files.find((t) => t.output === 'docker-compose.yml')!;
     const app = set.files.find((t) => t.output === 'configs/app.yml')!;
+    const first = set.files.find((t) => t.output === 'configs/first.yml')!;
     expect(compose.reuse).toMatchObject({ lookups: 50, hits: 48 });
     expect(compose.reuse!.outputs.size).toBe(2);
-    expect(app.reuse).toBeUndefined();
+    // slug and domain are only written out: one output serves all, each tenant's values put in.
+    expect(app.reuse).toMatchObject({ lookups: 50, hits: 49 });
+    expect(rendered.find((r) => r.slug === 't49')!.files.find((f) => f.path === 'configs/app.yml')!.content).toContain(
+      'tenant: t49\ndomain: "t49.example.org"\nsite: "t49-web"\n',
+    );
+    // eq decides on slug: no two tenants share an input, so it stops trying after the probe.
+    expect(first.reuse).toBeUndefined();
   });
 });
