@@ -38,6 +38,28 @@ describe('templateInputs', () => {
   });
 });
 
+describe('values only written out as they are', () => {
+  const split = (text: string) => {
+    const inputs = templateInputs(Handlebars.parse(text), new Set(['json', 'concat', 'eq', 'default', 'if', 'each']), new Set(['json', 'concat']));
+    return inputs && { keyed: inputs.keyed.map((p) => p.join('.')).sort(), verbatim: inputs.verbatim.map((p) => p.join('.')).sort() };
+  };
+
+  it('are values written bare, through json or concat, or from inside a loop by ../ or @root', () => {
+    expect(split('{{domain}} {{json slug}} {{json (concat "api." host)}} {{#each list}}{{../site}}{{@root.zone}}{{/each}}')).toEqual({
+      keyed: ['concat', 'json', 'list'],
+      verbatim: ['domain', 'host', 'site', 'slug', 'zone'],
+    });
+  });
+
+  it('are keyed when anything decides on them, or reads inside or around them', () => {
+    expect(split('{{domain}}{{#if domain}}x{{/if}}')).toEqual({ keyed: ['domain'], verbatim: [] });
+    expect(split('{{slug}}{{eq slug "a"}}')).toEqual({ keyed: ['eq', 'slug'], verbatim: [] });
+    expect(split('{{json (eq slug "a")}}{{default tag "v1"}}')).toEqual({ keyed: ['default', 'eq', 'json', 'slug', 'tag'], verbatim: [] });
+    expect(split('{{domain}} {{domain.length}}')).toEqual({ keyed: ['domain', 'domain.length'], verbatim: [] });
+    expect(split('{{env.A}}{{#each env}}{{this}}{{/each}}')).toEqual({ keyed: ['env', 'env.A'], verbatim: [] });
+  });
+});
+
 describe('inputKey', () => {
   const paths = [['env', 'A'], ['slug', 'length'], ['n']];
   const key = (context: object) => inputKey(context, paths);
@@ -111,6 +133,16 @@ describe('reusing template outputs across tenants', () => {
         expect(shared).toEqual(alone);
       }),
       { numRuns: 60 },
+    );
+  });
+
+  it('renders a template that holds the marker character itself without markers, correctly for every tenant', () => {
+    const fleet = fleetOf(Array.from({ length: 40 }, () => ({ env: { A: 'x' }, extra: false })));
+    const set = compileTemplates(new Map([['raw.txt.hbs', 'del:\u007f0\u007f {{slug}}\n']]));
+    expect(set.files[0]!.inputs!.verbatim).toEqual([]);
+    const rendered = renderFleet(fleet, set, SOURCE);
+    expect(rendered.map((r) => r.files.find((f) => f.path === 'raw.txt')!.content)).toEqual(
+      fleet.tenants.map((t) => `del:\u007f0\u007f ${t.slug}\n`),
     );
   });
 
