@@ -107,6 +107,7 @@ export interface ComposeScanMemo {
 }
 
 const COMPOSE_SCAN_MEMO_LIMIT = 1024;
+const COMPOSE_SCAN_BUCKET_LIMIT = 16;
 const REUSE_LIMIT = 1024;
 /** Lookups without a single hit after which a template stops being reused (it reads a per-tenant value). */
 const REUSE_PROBE = 32;
@@ -127,7 +128,6 @@ export interface ReusedOutput {
   pieces: string[];
   slots: number[];
 }
-const COMPOSE_SCAN_BUCKET_LIMIT = 16;
 
 /** Thrown by a helper used wrongly; carries the mustache's location so the TemplateError names the line. */
 class HelperUsageError extends Error {
@@ -422,7 +422,7 @@ function renderReusing(template: CompiledTemplate, context: TemplateContext, ten
     return fillSlots(known, values);
   }
   if (reuse.hits === 0 && reuse.lookups >= REUSE_PROBE) template.reuse = undefined;
-  // Flattened once here, so every tenant reusing it hashes and compares a flat string.
+  // Flattened once here: the check below compares it, and an output without markers is reused as is.
   const output = flat(runTemplate(template, context, tenant));
   const reused = values.some((v) => v !== undefined) ? markedOutput(template, context, values, tenant) : { pieces: [output], slots: [] };
   // The output with this tenant's values put back must be the output itself; if it ever
