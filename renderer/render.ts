@@ -120,8 +120,12 @@ const VERBATIM_HELPERS = new Set(['json', 'concat']);
  */
 const MARK = '\u007f';
 const MARKER = /\u007f(\d+)\u007f/;
-/** A verbatim value a marker may stand for: a string json writes as `"` + value + `"`, with no DEL. */
-const WRITTEN_AS_IS = /^[^\u0000-\u001f"\\\u007f\ud800-\udfff]*$/;
+/** What json would escape (lone surrogates aside, see writtenAsIs), and DEL. */
+const ESCAPED_OR_MARK = /["\\\u0000-\u001f\u007f]/;
+/** Whether a marker may stand for a value: a string json writes as `"` + value + `"`, with no DEL. */
+const writtenAsIs = (value: unknown): value is string =>
+  // isWellFormed (ES2024, in Node 20): json escapes a lone surrogate, not a pair.
+  typeof value === 'string' && !ESCAPED_OR_MARK.test(value) && (value as string & { isWellFormed(): boolean }).isWellFormed();
 
 /** A reused output: its text split where the verbatim values go (`slots` index TemplateInputs.verbatim). */
 export interface ReusedOutput {
@@ -410,7 +414,7 @@ function renderReusing(template: CompiledTemplate, context: TemplateContext, ten
   for (let i = 0; i < verbatim.length; i++) {
     const value = valueAt(context, verbatim[i]!);
     // Any other value (a number, a quote to escape, missing) is keyed for this tenant.
-    if (typeof value === 'string' && WRITTEN_AS_IS.test(value)) {
+    if (writtenAsIs(value)) {
       values[i] = value;
       key += '*;';
     } else key += inputKey(context, [verbatim[i]!]);

@@ -74,8 +74,8 @@ export function templateInputs(
     // arguments' text through. Anything else (a helper deciding on a value, a hash) is keyed.
     if (head && plain && !helpers.has(head.original)) return visitPath(head, scopes, written);
     const through = written && head !== undefined && verbatimHelpers.has(head.original) && !node.hash?.pairs.length;
-    // The head may be a helper name or a context path; recording it when it is a helper costs nothing.
-    visitExpression(node.path, scopes, false);
+    // A helper's name is resolved when the template compiles, never read from the context.
+    if (!head || !helpers.has(head.original)) visitExpression(node.path, scopes, false);
     for (const param of node.params) visitExpression(param, scopes, through);
     for (const pair of node.hash?.pairs ?? []) visitExpression(pair.value, scopes, false);
   };
