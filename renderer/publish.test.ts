@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startGitServer, type GitRequestInfo, type GitServer } from '../test/support/git-server.js';
+import { raceBeforeNextPush, startGitServer, type GitRequestInfo, type GitServer } from '../test/support/git-server.js';
 import { GitError } from './core/errors.js';
 import { MANIFEST_PATH, sha256, type RenderedFile } from './core/manifest.js';
 import isogit from 'isomorphic-git';
@@ -72,6 +72,27 @@ describe('publishTenants against the loopback git server', () => {
       .map((line) => line.split('\t')[1]);
   const receivePacks = (server: GitServer) =>
     server.stats().byPath['POST /fleet.git/git-receive-pack']?.requests ?? 0;
+  /**
+   * setup() whose `handEditDuringNextPush(branch)` commits a hand edit on `branch` in
+   * another clone and pushes it during our next receive-pack POST: after publish read the
+   * refs, before its own push lands. It returns that commit; `raced()` says the push happened.
+   */
+  const setupWithRacingHandEdit = async () => {
+    const { beforeRequest, arm, raced } = raceBeforeNextPush();
+    const env = await setup({ beforeRequest });
+    const handEditDuringNextPush = async (branch: string): Promise<string> => {
+      const other = await tempDir('other');
+      await git(['clone', '--quiet', '--branch', branch, env.url, other]);
+      await writeFile(join(other, 'hand-edit.txt'), 'made by hand\n');
+      await git(['add', 'hand-edit.txt'], other);
+      await git(['-c', 'user.name=o', '-c', 'user.email=o@example.invalid', 'commit', '--quiet', '-m', 'hand edit'], other);
+      arm(async () => {
+        await git(['push', '--quiet', 'origin', `HEAD:refs/heads/${branch}`], other);
+      });
+      return (await git(['rev-parse', 'HEAD'], other)).trim();
+    };
+    return { ...env, handEditDuringNextPush, raced };
+  };
 
   it('makes one branch per tenant whose tree is exactly the render, with the source trailer, in one push', async () => {
     const { server, url, bare, workDir } = await setup();
@@ -261,31 +282,14 @@ describe('publishTenants against the loopback git server', () => {
   });
 
   it('a push rejected because the branch moved is retried on top of the new commit, never forced', async () => {
-    let raceOnce: (() => Promise<void>) | undefined;
-    const { url, workDir } = await setup({
-      beforeRequest: async (request) => {
-        if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && raceOnce) {
-          const race = raceOnce;
-          raceOnce = undefined;
-          await race();
-        }
-      },
-    });
+    const { url, workDir, handEditDuringNextPush, raced } = await setupWithRacingHandEdit();
     await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v1')], source: SOURCE_1 });
 
     // Someone else's commit on the branch, pushed after publish discovered the ref and before its push lands.
-    const other = await tempDir('other');
-    await git(['clone', '--quiet', '--branch', 'tenants/linda', url, other]);
-    await writeFile(join(other, 'hand-edit.txt'), 'made by hand\n');
-    await git(['add', 'hand-edit.txt'], other);
-    await git(['-c', 'user.name=o', '-c', 'user.email=o@example.invalid', 'commit', '--quiet', '-m', 'hand edit'], other);
-    const theirs = (await git(['rev-parse', 'HEAD'], other)).trim();
-    raceOnce = async () => {
-      await git(['push', '--quiet', 'origin', 'HEAD:refs/heads/tenants/linda'], other);
-    };
+    const theirs = await handEditDuringNextPush('tenants/linda');
 
     const result = await publishTenants({ repoUrl: url, workDir, tenants: [render('linda', 'v2')], source: SOURCE_2 });
-    expect(raceOnce).toBeUndefined(); // the race really happened
+    expect(raced()).toBe(true); // the race really happened
     expect(result).toEqual({ committed: ['linda'], unchanged: [], pushed: true });
 
     const clone = await tempDir('clone');
@@ -303,28 +307,11 @@ describe('publishTenants against the loopback git server', () => {
   });
 
   it('in one push, only the branch that moved is rebuilt on top and pushed again; the others land at once', async () => {
-    let raceOnce: (() => Promise<void>) | undefined;
-    const { server, url, workDir } = await setup({
-      beforeRequest: async (request) => {
-        if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && raceOnce) {
-          const race = raceOnce;
-          raceOnce = undefined;
-          await race();
-        }
-      },
-    });
+    const { server, url, workDir, handEditDuringNextPush, raced } = await setupWithRacingHandEdit();
     const slugs = ['linda', 'omar', 'pia'];
     await publishTenants({ repoUrl: url, workDir, tenants: slugs.map((s) => render(s, 'v1')), source: SOURCE_1 });
 
-    const other = await tempDir('other');
-    await git(['clone', '--quiet', '--branch', 'tenants/omar', url, other]);
-    await writeFile(join(other, 'hand-edit.txt'), 'made by hand\n');
-    await git(['add', 'hand-edit.txt'], other);
-    await git(['-c', 'user.name=o', '-c', 'user.email=o@example.invalid', 'commit', '--quiet', '-m', 'hand edit'], other);
-    const theirs = (await git(['rev-parse', 'HEAD'], other)).trim();
-    raceOnce = async () => {
-      await git(['push', '--quiet', 'origin', 'HEAD:refs/heads/tenants/omar'], other);
-    };
+    const theirs = await handEditDuringNextPush('tenants/omar');
     server.resetStats();
     const pushedInOrder: string[] = [];
     const result = await publishTenants({
@@ -336,7 +323,7 @@ describe('publishTenants against the loopback git server', () => {
         if (event.phase === 'push') pushedInOrder.push(event.slug);
       },
     });
-    expect(raceOnce).toBeUndefined();
+    expect(raced()).toBe(true);
     expect(result).toEqual({ committed: slugs, unchanged: [], pushed: true });
     // linda and pia landed with the first request; omar alone went again after its rebuild.
     expect(pushedInOrder).toEqual(['linda', 'pia', 'omar']);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGitServer, type GitServer } from '../../test/support/git-server.js';
+import { raceBeforeNextPush, startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { GitError } from './errors.js';
 import {
   fetchBranch,
@@ -235,18 +235,10 @@ describe('pushBranches: many branches in one receive-pack request', () => {
   let work: string;
   let bare: string;
   let url: string;
-  let race: (() => Promise<void>) | undefined;
+  const race = raceBeforeNextPush();
 
   beforeAll(async () => {
-    server = await startGitServer({
-      beforeRequest: async (request) => {
-        if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && race) {
-          const run = race;
-          race = undefined;
-          await run();
-        }
-      },
-    });
+    server = await startGitServer({ beforeRequest: race.beforeRequest });
     bare = await server.createBareRepo('fleet.git');
     url = server.url('fleet.git');
     work = await mkdtemp(join(tmpdir(), 'flotilla-push-test-'));
@@ -261,30 +253,36 @@ describe('pushBranches: many branches in one receive-pack request', () => {
     await server.stop();
     await rm(work, { recursive: true, force: true });
   });
+  /** Writes, stages and commits one file in `src`; the new commit. */
+  const commitFile = async (src: string, file: string, content: string, message: string) => {
+    await writeFile(join(src, file), content);
+    await git(['add', file], src);
+    await commit(src, message);
+    return git(['rev-parse', 'HEAD'], src);
+  };
+  /** A new repo at work/<name>, on main, with one file committed. */
+  const newRepo = async (name: string, file: string, content: string, message: string) => {
+    const src = join(work, name);
+    await git(['init', '--quiet', '--initial-branch', 'main', src]);
+    return { src, head: await commitFile(src, file, content, message) };
+  };
+  /** Every object id `revs` reach (`git rev-list --objects`): what a push of them sends. */
+  const objectsOf = async (src: string, ...revs: string[]) =>
+    (await git(['rev-list', '--objects', ...revs], src)).split('\n').map((l) => l.split(' ')[0]!);
 
   it('creates, updates, reports a moved and a refused branch, all in one POST, never forced', async () => {
-    const src = join(work, 'src');
-    await git(['init', '--quiet', '--initial-branch', 'main', src]);
-    await writeFile(join(src, 'docker-compose.yml'), 'services: {}\n');
-    await git(['add', '.'], src);
-    await commit(src, 'base');
-    const base = await git(['rev-parse', 'HEAD'], src);
+    const { src, head: base } = await newRepo('src', 'docker-compose.yml', 'services: {}\n', 'base');
     await git(['push', '--quiet', url, 'HEAD:refs/heads/tenants/a', 'HEAD:refs/heads/tenants/c', 'HEAD:refs/heads/tenants/stale'], src);
     // A commit on top of base (for a, c and stale), and an unrelated root commit (for new branches).
-    await writeFile(join(src, 'docker-compose.yml'), 'services: {api: {image: x}}\n');
-    await commit(src, 'next');
-    const next = await git(['rev-parse', 'HEAD'], src);
-    const nextObjects = (await git(['rev-list', '--objects', next, `^${base}`], src)).split('\n').map((l) => l.split(' ')[0]!);
+    const next = await commitFile(src, 'docker-compose.yml', 'services: {api: {image: x}}\n', 'next');
+    const nextObjects = await objectsOf(src, next, `^${base}`);
     await git(['checkout', '--quiet', '--orphan', 'fresh'], src);
-    await writeFile(join(src, 'README'), 'fresh\n');
-    await git(['add', 'README'], src);
-    await commit(src, 'fresh');
-    const fresh = await git(['rev-parse', 'HEAD'], src);
-    const freshObjects = (await git(['rev-list', '--objects', fresh], src)).split('\n').map((l) => l.split(' ')[0]!);
+    const fresh = await commitFile(src, 'README', 'fresh\n', 'fresh');
+    const freshObjects = await objectsOf(src, fresh);
     // Someone moves tenants/c between our advertisement and our POST.
-    race = async () => {
+    race.arm(async () => {
       await git(['push', '--quiet', url, `${next}:refs/heads/tenants/c`], src);
-    };
+    });
     server.resetStats();
     const gitdir = join(src, '.git');
     const results = await pushBranches(gitdir, url, [
@@ -294,7 +292,7 @@ describe('pushBranches: many branches in one receive-pack request', () => {
       { branch: 'tenants/stale', commit: next, expected: fresh, objects: nextObjects },
       { branch: 'tenants/locked', commit: fresh, expected: null, objects: freshObjects },
     ]);
-    expect(race).toBeUndefined();
+    expect(race.raced()).toBe(true);
     expect(results.get('tenants/a')).toEqual({ status: 'pushed' });
     expect(results.get('tenants/new')).toEqual({ status: 'pushed' });
     expect(results.get('tenants/c')).toMatchObject({ status: 'rejected' });
@@ -314,13 +312,8 @@ describe('pushBranches: many branches in one receive-pack request', () => {
   });
 
   it('splits many branches into batches of batchSize refs', async () => {
-    const src = join(work, 'batches');
-    await git(['init', '--quiet', '--initial-branch', 'main', src]);
-    await writeFile(join(src, 'f'), 'batch\n');
-    await git(['add', '.'], src);
-    await commit(src, 'batch');
-    const head = await git(['rev-parse', 'HEAD'], src);
-    const objects = (await git(['rev-list', '--objects', head], src)).split('\n').map((l) => l.split(' ')[0]!);
+    const { src, head } = await newRepo('batches', 'f', 'batch\n', 'batch');
+    const objects = await objectsOf(src, head);
     server.resetStats();
     const updates = Array.from({ length: 5 }, (_, i) => ({ branch: `batch/b${i}`, commit: head, expected: null, objects }));
     const results = await pushBranches(join(src, '.git'), url, updates, undefined, undefined, { batchSize: 2 });

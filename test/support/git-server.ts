@@ -32,6 +32,32 @@ export interface GitRequestInfo {
   query: string;
 }
 
+/**
+ * A `beforeRequest` hook that runs an armed action once, during the next receive-pack
+ * POST: after the pusher read the refs, before its push lands (a push racing ours).
+ */
+export function raceBeforeNextPush(): {
+  beforeRequest: (request: GitRequestInfo) => Promise<void>;
+  arm: (action: () => Promise<void>) => void;
+  /** Whether the armed action ran. */
+  raced: () => boolean;
+} {
+  let race: (() => Promise<void>) | undefined;
+  return {
+    beforeRequest: async (request) => {
+      if (request.method === 'POST' && request.path.endsWith('/git-receive-pack') && race) {
+        const run = race;
+        race = undefined;
+        await run();
+      }
+    },
+    arm: (action) => {
+      race = action;
+    },
+    raced: () => race === undefined,
+  };
+}
+
 export interface GitServerOptions {
   /** Folder holding the bare repos; a temp dir (removed on stop) when omitted. */
   root?: string;
