@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { loadFleet, type Fleet, type Tenant } from '../renderer/fleet.js';
 import { scanComposeText } from '../renderer/core/compose-vars.js';
 import { serializeManifest, sha256 } from '../renderer/core/manifest.js';
-import { everyTemplate, forgetRenders, loadTemplates, renderFleet, templateContext, type RenderedTenant, type TemplateSet } from '../renderer/render.js';
+import { forgetRenders, loadTemplates, renderFleet, templateContext, type RenderedTenant, type TemplateSet } from '../renderer/render.js';
 import { benchRow, median, type BenchRow } from './bench-row.js';
 
 export const BENCH_TENANTS = 1000;
@@ -43,7 +43,7 @@ export function generateFleet(example: Fleet, count: number): Fleet {
 }
 
 function floorRun(templates: TemplateSet, contexts: object[]): number {
-  const renders = everyTemplate(templates).flatMap((t) => (t.render ? [t.render] : []));
+  const renders = templates.all.flatMap((t) => (t.render ? [t.render] : []));
   // Outputs are kept, as a render keeps them; only the template calls are timed.
   const out: string[] = new Array(contexts.length * renders.length);
   let i = 0;

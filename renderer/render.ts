@@ -88,7 +88,7 @@ export interface TemplateSet {
   files: CompiledTemplate[];
   /** env.hbs, when present. */
   env?: CompiledTemplate;
-  /** `files`, then `env` when present: the order renderBodies returns outputs in. */
+  /** Every template: `files`, then `env` when present (the order renderBodies returns outputs in). */
   all: CompiledTemplate[];
   renderTogether: RenderTogether;
   /**
@@ -244,6 +244,8 @@ function parseErrorLine(e: { message: string; lineNumber?: number }): number | u
 export function compileTemplates(files: Map<string, string>, modes: Map<string, number> = new Map()): TemplateSet {
   const hb = Handlebars.create();
   const options = compileOptions(registerHelpers(hb));
+  // Ours and Handlebars' own (if, each, ...): a bare `{{name}}` naming one is a call, not a read.
+  const helperNames = new Set(Object.keys(hb.helpers));
   const compiled: CompiledTemplate[] = [];
   let env: CompiledTemplate | undefined;
   const outputs = new Map<string, string>();
@@ -267,7 +269,7 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
       template.render = hb.compile(ast, options);
       template.together = canRenderTogether(ast);
       template.featureRefs = featureRefsOf(ast);
-      const inputs = templateInputs(ast, new Set(Object.keys(hb.helpers)), VERBATIM_HELPERS);
+      const inputs = templateInputs(ast, helperNames, VERBATIM_HELPERS);
       if (inputs && text.includes(MARK)) inputs.keyed.push(...inputs.verbatim.splice(0));
       if (inputs) {
         template.inputs = inputs;
@@ -514,19 +516,14 @@ function renderBodies(templates: TemplateSet, context: TemplateContext, tenant: 
   return bodies;
 }
 
-/** Every template of the set: those producing files, then env.hbs when present. */
-export function everyTemplate(templates: TemplateSet): CompiledTemplate[] {
-  return templates.all;
-}
-
 /** Forgets every reused output and compose scan, as a fresh process starts (the benchmark's rounds). */
 export function forgetRenders(templates: TemplateSet): void {
   templates.composeScans.clear();
-  for (const t of everyTemplate(templates)) if (t.inputs) t.reuse = freshReuse();
+  for (const t of templates.all) if (t.inputs) t.reuse = freshReuse();
 }
 
 function checkFeatureRefs(templates: TemplateSet, tenant: Tenant): void {
-  for (const t of everyTemplate(templates)) {
+  for (const t of templates.all) {
     for (const ref of t.featureRefs) {
       if (!(ref.flag in tenant.features))
         throw new TemplateError(

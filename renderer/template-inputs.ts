@@ -1,7 +1,8 @@
-// Which parts of the context a template reads, found from its syntax tree, so a
-// render can reuse a template's output for every tenant whose values at those
-// paths are the same. In a fleet most tenants share their compose file's inputs
-// (image names, tag, a few env defaults and flags), which is the biggest template.
+// Which parts of the context a template reads, found from its syntax tree, and which
+// of them it only writes out as they are, so a render can reuse a template's output
+// for every tenant whose values at the other paths are the same, putting in each
+// tenant's own written-out values (its slug, its domain). In a fleet most tenants
+// share those other inputs (image names, tag, a few env defaults and flags).
 //
 // The analysis is conservative: any construct whose reads it cannot bound (the whole
 // context, partials, decorators, a block helper other than if/unless/each/with)
