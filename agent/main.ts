@@ -15,6 +15,7 @@ import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { acquireLock } from './lock.js';
+import { checkCommitSigned } from './signature-check.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { createStatusReporter, type StatusClientOptions } from './report.js';
 import { createAgentLog, parseLogFormat, type LogFormat } from './log.js';
@@ -224,6 +225,8 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       }
       const gitdir = join(config.stateDir, 'repo.git');
       await fetchBranch(gitdir, config.repo, config.branch, { depth: 1, ...(auth ? { auth } : {}) });
+      // The commit `once` would refuse is refused here too, before any of its files is read.
+      const signed = config.trustedKeysFile ? await checkCommitSigned(gitdir, head, config.trustedKeysFile) : undefined;
       const commit = await readCommitFiles(gitdir, head);
       const files = new Map(commit.files.map((f) => [f.path, f.content]));
       const manifestFile = files.get(MANIFEST_PATH);
@@ -238,6 +241,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
       });
       io.stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
+      if (signed) io.stdout(`signature: ${signed}\n`);
       const { renderPlanText } = await import('./plan-text.js');
       io.stdout(renderPlanText(plan));
     });

@@ -20,15 +20,13 @@ import {
   isAncestor,
   nodeGitDepsWithTimeout,
   readCommitFiles,
-  readRawCommit,
   remoteBranchHead,
   sourceTrailer,
   type GitAuth,
   type GitDeps,
 } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest, type Manifest } from '../renderer/core/manifest.js';
-import { verifyCommitSignature } from '../renderer/core/signing.js';
-import { readTrustedKeys } from './config.js';
+import { checkCommitSigned } from './signature-check.js';
 import { anyWindowOpen, parseWindows, waitingForWindowDescription } from '../renderer/core/window.js';
 import type { CommitState } from '../renderer/core/github.js';
 import {
@@ -331,11 +329,7 @@ async function apply(
     if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
       throw new ApplyRefusedError(`${head.slice(0, 12)} does not descend from the applied ${from.slice(0, 12)} (history rewritten)`);
     }
-    if (config.trustedKeysFile) {
-      const check = verifyCommitSignature(await readRawCommit(gitdirOf(config), head), await readTrustedKeys(config.trustedKeysFile));
-      if (!check.ok) throw new ApplyRefusedError(`${head.slice(0, 12)}: ${check.reason}: ${check.detail}`);
-      log(`verify: ${head.slice(0, 12)} signed by ${check.fingerprint}${check.comment ? ` (${check.comment})` : ''}`);
-    }
+    if (config.trustedKeysFile) log(`verify: ${await checkCommitSigned(gitdirOf(config), head, config.trustedKeysFile)}`);
     fetched = await readTenantCommit(config, head);
     // Outside every maintenance window the commit waits, fetched and verified; a heal restores
     // what was already applied, so it does not wait. Recorded as a pre-swap failure so each

@@ -139,8 +139,11 @@ function signedData(message: Buffer | string, hash: string): Buffer {
   return Buffer.concat([MAGIC, sshString(NAMESPACE), sshString(''), sshString(hash), sshString(digest)]);
 }
 
-/** An armored SSH signature of `payload` in the `git` namespace, as `git commit -S` with gpg.format=ssh writes it. */
-export function signCommitPayload(payload: string, privateKey: KeyObject): string {
+/**
+ * An armored SSH signature of `payload` in the `git` namespace, as `git commit -S` with gpg.format=ssh
+ * writes it. A string payload is signed as its UTF-8 bytes, which is what a commit built from it holds.
+ */
+export function signCommitPayload(payload: Buffer | string, privateKey: KeyObject): string {
   const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
   const publicBlob = Buffer.concat([sshString(KEY_TYPE), sshString(Buffer.from(jwk.x!, 'base64url'))]);
   const raw = sign(null, signedData(payload, HASH), privateKey);
@@ -152,34 +155,65 @@ export function signCommitPayload(payload: string, privateKey: KeyObject): strin
   return `${ARMOR_BEGIN}\n${lines.join('\n')}\n${ARMOR_END}\n`;
 }
 
-/** Splits a raw commit object into the signed payload (the object without its gpgsig header) and the signature. */
-export function splitCommitSignature(rawCommit: string): { payload: string; signature?: string } {
-  const headerEnd = rawCommit.indexOf('\n\n');
-  const headers = headerEnd === -1 ? rawCommit : rawCommit.slice(0, headerEnd);
-  const rest = headerEnd === -1 ? '' : rawCommit.slice(headerEnd);
-  const lines = headers.split('\n');
-  const kept: string[] = [];
-  const sig: string[] = [];
-  let inSig = false;
-  for (const line of lines) {
-    if (line.startsWith('gpgsig ')) {
-      inSig = true;
-      sig.push(line.slice('gpgsig '.length));
-    } else if (inSig && line.startsWith(' ')) {
-      sig.push(line.slice(1));
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+/** The signature header of a SHA-1 repository; any other `gpgsig...` header is another hash's signature. */
+const SIG_HEADER = Buffer.from('gpgsig ');
+const OTHER_SIG_PREFIX = Buffer.from('gpgsig');
+
+/**
+ * Splits a raw commit object into the signed payload and the signature exactly as git's
+ * parse_buffer_signed_by_header (commit.c) does, on bytes: `gpgsig ` lines and the
+ * continuation lines after them (a leading space) are the signature; another hash's
+ * `gpgsig-sha256` header and its continuation lines are in neither; every other header
+ * line, and everything from the first blank line on, is the payload. Bytes, not text: a
+ * commit may say `encoding ISO-8859-1` and carry a message that is not UTF-8, and a
+ * decoded message is other bytes than the signed ones. The armored signature is ASCII;
+ * latin1 keeps any stray byte in it as one character.
+ */
+export function splitCommitSignature(rawCommit: Buffer): { payload: Buffer; signature?: string } {
+  const payload: Buffer[] = [];
+  const signature: Buffer[] = [];
+  let inSignature = false;
+  let otherSignature = false;
+  let line = 0;
+  while (line < rawCommit.length) {
+    const newline = rawCommit.indexOf(NEWLINE, line);
+    let next = newline === -1 ? rawCommit.length : newline + 1;
+    const text = rawCommit.subarray(line, next);
+    let sig: Buffer | undefined;
+    if (inSignature && text[0] === SPACE) sig = text.subarray(1);
+    else if (startsWith(text, SIG_HEADER)) {
+      sig = text.subarray(SIG_HEADER.length);
+      otherSignature = false;
+    } else if (startsWith(text, OTHER_SIG_PREFIX)) otherSignature = true;
+    else if (otherSignature && text[0] !== SPACE) otherSignature = false;
+    if (sig) {
+      signature.push(sig);
+      inSignature = true;
     } else {
-      inSig = false;
-      kept.push(line);
+      // The blank line ends the headers: the message is payload whatever its lines look like.
+      if (text[0] === NEWLINE) next = rawCommit.length;
+      if (!otherSignature) payload.push(rawCommit.subarray(line, next));
+      inSignature = false;
     }
+    line = next;
   }
-  const payload = kept.join('\n') + rest;
-  return sig.length > 0 ? { payload, signature: `${sig.join('\n')}\n` } : { payload };
+  const split = { payload: Buffer.concat(payload) };
+  return signature.length > 0 ? { ...split, signature: Buffer.concat(signature).toString('latin1') } : split;
 }
 
-/** Checks a raw commit object's SSH signature against the trusted keys. Never throws for bad input. */
-export function verifyCommitSignature(rawCommit: Buffer | string, trusted: TrustedKey[]): SignatureCheck {
-  const text = typeof rawCommit === 'string' ? rawCommit : rawCommit.toString('utf8');
-  const { payload, signature } = splitCommitSignature(text);
+function startsWith(line: Buffer, prefix: Buffer): boolean {
+  return line.length >= prefix.length && line.subarray(0, prefix.length).equals(prefix);
+}
+
+/**
+ * Checks a raw commit object's SSH signature against the trusted keys. Never throws for bad
+ * input. The object's bytes as git stores them (readRawCommit, `git cat-file commit`), not a
+ * string: the signature covers bytes, and a decoded and re-encoded message is other bytes.
+ */
+export function verifyCommitSignature(rawCommit: Buffer, trusted: TrustedKey[]): SignatureCheck {
+  const { payload, signature } = splitCommitSignature(rawCommit);
   if (!signature) return { ok: false, reason: 'unsigned', detail: 'the commit carries no signature' };
   const armored = new RegExp(`^${ARMOR_BEGIN}\\n([\\s\\S]*?)\\n?${ARMOR_END}\\s*$`).exec(signature.trim());
   if (!armored) return { ok: false, reason: 'unsupported signature', detail: 'not an SSH signature (OpenPGP signatures are not supported)' };

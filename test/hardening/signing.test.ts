@@ -104,20 +104,20 @@ describe('SSH commit signatures, against the real git and ssh-keygen', () => {
     const raw = (await g('cat-file', 'commit', 'HEAD')).stdout;
     const keys = parseTrustedKeys(publisherPub);
 
-    expect(verifyCommitSignature(raw, keys)).toMatchObject({ ok: true, comment: 'publisher' });
-    expect(verifyCommitSignature(raw.replace('signed by git', 'signed by gIt'), keys)).toMatchObject({ ok: false, reason: 'bad signature' });
-    expect(verifyCommitSignature(raw, parseTrustedKeys(publicKeyLine(otherKey)))).toMatchObject({ ok: false, reason: 'untrusted key' });
+    expect(verifyCommitSignature(Buffer.from(raw), keys)).toMatchObject({ ok: true, comment: 'publisher' });
+    expect(verifyCommitSignature(Buffer.from(raw.replace('signed by git', 'signed by gIt')), keys)).toMatchObject({ ok: false, reason: 'bad signature' });
+    expect(verifyCommitSignature(Buffer.from(raw), parseTrustedKeys(publicKeyLine(otherKey)))).toMatchObject({ ok: false, reason: 'untrusted key' });
   });
 
   it('never throws on garbage in place of a signature', () => {
     const keys = parseTrustedKeys(publisherPub);
     const payload = 'tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor a <a> 1 +0000\ncommitter a <a> 1 +0000\n\nmsg\n';
     const signed = signCommitPayload(payload, publisherKey);
-    const withSig = (sig: string) => payload.replace('\n\n', `\ngpgsig ${sig.trim().split('\n').join('\n ')}\n\n`);
+    const withSig = (sig: string) => Buffer.from(payload.replace('\n\n', `\ngpgsig ${sig.trim().split('\n').join('\n ')}\n\n`));
     expect(verifyCommitSignature(withSig(signed), keys)).toMatchObject({ ok: true });
     expect(verifyCommitSignature(withSig('-----BEGIN PGP SIGNATURE-----\nabc\n-----END PGP SIGNATURE-----'), keys)).toMatchObject({ reason: 'unsupported signature' });
     expect(verifyCommitSignature(withSig('-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----'), keys)).toMatchObject({ reason: 'unsupported signature' });
-    expect(verifyCommitSignature(payload, keys)).toMatchObject({ ok: false, reason: 'unsigned' });
+    expect(verifyCommitSignature(Buffer.from(payload), keys)).toMatchObject({ ok: false, reason: 'unsigned' });
   });
 });
 
