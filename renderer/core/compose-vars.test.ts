@@ -6,6 +6,8 @@ import { ComposeFileError } from './errors.js';
 import {
   InvalidInterpolationError,
   MissingRequiredVariableError,
+  composeEnvironment,
+  evaluateComposeText,
   interpolate,
   missingVariables,
   scanComposeText,
@@ -123,6 +125,150 @@ describe('conformance: compose-files.json', () => {
     expect(scan.references).toEqual(sortedUnique(c.references));
     expect(scan.required).toEqual(sortedUnique(c.required));
     expect(missingVariables(scan.required, Object.keys(c.env))).toEqual(sortedUnique(c.missing));
+  });
+});
+
+interface TemplateTestFile {
+  source: { repo: string; path: string; commit: string };
+  env: Record<string, string>;
+  cases: {
+    test: string;
+    template: string;
+    expected?: string;
+    error?: 'missing-required' | 'invalid-template';
+    error_contains?: string;
+    missing?: string[];
+  }[];
+}
+
+const templateTests = loadConformance<TemplateTestFile>('compose-go-template.json');
+
+/** One value as a whole compose document: JSON is YAML, and keeps the value byte for byte. */
+const composeWith = (value: string): string => JSON.stringify({ services: { app: { image: value } } });
+
+describe('conformance: compose-go-template.json (template/template_test.go)', () => {
+  it('names its source and holds every Substitute call transcribed', () => {
+    expect(templateTests.source).toEqual({
+      repo: 'compose-spec/compose-go',
+      path: 'template/template_test.go',
+      commit: 'efea3ec07dadd6792105978301f4bff97a613825',
+    });
+    expect(templateTests.cases).toHaveLength(62);
+  });
+
+  const { env } = templateTests;
+  describe.each(templateTests.cases.map((c, i) => [`${c.test} ${i}: ${c.template}`, c] as const))('%s', (_name, c) => {
+    if (c.error === 'invalid-template') {
+      it('is an invalid template', () => {
+        expect(() => interpolate(c.template, env)).toThrow(InvalidInterpolationError);
+        expect(() => evaluateComposeText(composeWith(c.template), 'compose.yaml', env)).toThrow(ComposeFileError);
+      });
+      return;
+    }
+    if (c.error === 'missing-required') {
+      it('stops with the required variable named', () => {
+        expect(() => interpolate(c.template, env)).toThrow(MissingRequiredVariableError);
+        expect(() => interpolate(c.template, env)).toThrow(c.error_contains);
+      });
+    } else {
+      it('substitutes the expected value', () => {
+        expect(interpolate(c.template, env)).toBe(c.expected);
+      });
+    }
+    it('finds missing exactly the names compose warns about or stops on', () => {
+      expect(evaluateComposeText(composeWith(c.template), 'compose.yaml', env).missing).toEqual(c.missing);
+    });
+  });
+});
+
+describe('evaluateComposeText', () => {
+  const evaluate = (value: string, env: Record<string, string>) =>
+    evaluateComposeText(composeWith(value), 'compose.yaml', env);
+
+  // frappe_docker's pwd.yml and documenso's compose file, where a static scan finds nothing required.
+  const FRAPPE = '${CUSTOM_IMAGE:-frappe/erpnext}:${CUSTOM_TAG:-$ERPNEXT_VERSION}';
+  const DOCUMENSO = '${NEXT_PRIVATE_INTERNAL_WEBAPP_URL:-http://localhost:$PORT}';
+
+  it('finds the name inside a default compose falls back to (frappe)', () => {
+    expect(scanInterpolation(FRAPPE).required).toEqual([]);
+    expect(interpolate(FRAPPE, {})).toBe('frappe/erpnext:');
+    expect(evaluate(FRAPPE, {})).toEqual({ unset: ['ERPNEXT_VERSION'], requiredMissing: [], missing: ['ERPNEXT_VERSION'] });
+    expect(evaluate(FRAPPE, { CUSTOM_TAG: '' }).missing).toEqual(['ERPNEXT_VERSION']);
+    expect(evaluate(FRAPPE, { CUSTOM_TAG: 'v15.1.0' }).missing).toEqual([]);
+    expect(evaluate(FRAPPE, { ERPNEXT_VERSION: 'v15.1.0' }).missing).toEqual([]);
+  });
+
+  it('finds the name inside a URL default (documenso)', () => {
+    expect(interpolate(DOCUMENSO, {})).toBe('http://localhost:');
+    expect(evaluate(DOCUMENSO, {}).missing).toEqual(['PORT']);
+    expect(evaluate(DOCUMENSO, { NEXT_PRIVATE_INTERNAL_WEBAPP_URL: 'http://web:3000' }).missing).toEqual([]);
+    // Empty is set: compose substitutes it without a warning.
+    expect(evaluate(DOCUMENSO, { PORT: '' }).missing).toEqual([]);
+  });
+
+  it.each([
+    ['${A:-$B}', {}, ['B']],
+    ['${A:-$B}', { A: '' }, ['B']],
+    ['${A:-$B}', { A: 'a' }, []],
+    ['${A-$B}', {}, ['B']],
+    ['${A-$B}', { A: '' }, []],
+    ['${A:+${B}}', {}, []],
+    ['${A:+${B}}', { A: '' }, []],
+    ['${A:+${B}}', { A: 'a' }, ['B']],
+    ['${A+${B}}', {}, []],
+    ['${A+${B}}', { A: '' }, ['B']],
+    ['${A:?msg}', { A: '' }, ['A']],
+    ['${A:?msg}', {}, ['A']],
+    ['${A?msg}', { A: '' }, []],
+    ['${A?msg}', {}, ['A']],
+    ['${A:?needs $B}', {}, ['A', 'B']],
+    ['${A:?needs $B}', { A: 'a' }, []],
+    ['$$B ${A:-$$B}', {}, []],
+    ['${A:?} ${C:?} $D', { D: 'd' }, ['A', 'C']],
+  ] as [string, Record<string, string>, string[]][])('%s with %j is missing %j', (value, env, missing) => {
+    expect(evaluate(value, env).missing).toEqual(missing);
+  });
+
+  it('splits blanked names from required ones compose stops on', () => {
+    expect(evaluate('${A:?set A} $B ${C:-$D}', { C: '' })).toEqual({
+      unset: ['B', 'D'],
+      requiredMissing: ['A'],
+      missing: ['A', 'B', 'D'],
+    });
+  });
+
+  it('names the YAML path of an invalid expression', () => {
+    expect(() => evaluate('${A:=x}', {})).toThrow('compose.yaml: services.app.image: invalid interpolation format');
+  });
+});
+
+describe('composeEnvironment', () => {
+  it('takes the last assignment of a key', () => {
+    const { env } = composeEnvironment('A=1\nA=\n', '.env', {});
+    expect(env).toEqual({ A: '' });
+    expect(evaluateComposeText(composeWith('${A:?set A}'), 'compose.yaml', env).missing).toEqual(['A']);
+    expect(composeEnvironment('A=\nA=1\n', '.env', {}).env).toEqual({ A: '1' });
+  });
+
+  it('lets the process environment win over .env, as compose v2 does', () => {
+    expect(composeEnvironment('HOME=/from-env-file\nTAG=v1\n', '.env', { HOME: '/root' }).env).toEqual({
+      HOME: '/root',
+      TAG: 'v1',
+    });
+  });
+
+  it('expands .env values compose expands, against the process environment and earlier keys', () => {
+    const text = 'BASE=x\nURL=http://$HOST:${BASE}\nQUOTED="$$lit \\$lit ${HOME}"\nRAW=\'$NOT_EXPANDED\'\nEMPTY=$UNSET_TOO\n';
+    const { env, evaluation } = composeEnvironment(text, '.env', { HOME: '/root' });
+    expect(evaluation).toEqual({ unset: ['HOST', 'UNSET_TOO'], requiredMissing: [], missing: ['HOST', 'UNSET_TOO'] });
+    expect(env.URL).toBe('http://:x');
+    expect(env.RAW).toBe('$NOT_EXPANDED');
+    expect(env.EMPTY).toBe('');
+    expect(env.QUOTED).not.toBe('');
+  });
+
+  it('reports a `:?` in .env that fails', () => {
+    expect(composeEnvironment('A=\nB=${A:?need A}\n', '.env', {}).evaluation.requiredMissing).toEqual(['A']);
   });
 });
 

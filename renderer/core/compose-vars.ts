@@ -15,6 +15,7 @@
 //   recent compose-go does; so a name that appears only inside one is referenced but
 //   not required.
 import yaml from 'js-yaml';
+import { parseEnvText } from './env-file.js';
 import { ComposeFileError } from './errors.js';
 
 /**
@@ -180,13 +181,16 @@ const lookup = (env: Record<string, string | undefined>, name: string): string |
 /**
  * Interpolates one value exactly as compose does: the reference the scanner is
  * checked against. `onUnset` hears each name compose would warn about ("variable is
- * not set. Defaulting to a blank string").
+ * not set. Defaulting to a blank string"). With `onRequiredMissing`, a failed `:?` /
+ * `?` is reported there and substituted blank instead of thrown, so one pass names
+ * every failure where compose stops at the first.
  * @throws InvalidInterpolationError, or MissingRequiredVariableError for `:?` / `?`.
  */
 export function interpolate(
   value: string,
   env: Record<string, string | undefined>,
   onUnset?: (name: string) => void,
+  onRequiredMissing?: (name: string) => void,
 ): string {
   const evaluate = (template: string): string =>
     template.replace(PATTERN_ALL, (match) => {
@@ -227,7 +231,13 @@ export function interpolate(
       case ':?':
       case '?':
         if (operator === ':?' ? nonEmpty : set) return v ?? '';
-        throw new MissingRequiredVariableError(name, evaluate(argument));
+        {
+          // The message is interpolated before compose stops (its names warn too).
+          const reason = evaluate(argument);
+          if (!onRequiredMissing) throw new MissingRequiredVariableError(name, reason);
+          onRequiredMissing(name);
+          return '';
+        }
     }
   };
 
@@ -276,6 +286,17 @@ const COMPOSE_SCHEMA = yaml.DEFAULT_SCHEMA.extend(COMPOSE_TAGS);
  * not a mapping, or a value holds an invalid expression (with the value's YAML path).
  */
 export function scanComposeText(yamlText: string, file: string): VariableScan {
+  const references = new Set<string>();
+  const required = new Set<string>();
+  forEachComposeValue(yamlText, file, (value) => scanInto(value, references, required));
+  return { references: sorted(references), required: sorted(required) };
+}
+
+/**
+ * Calls `visit` with every string value of a compose file.
+ * @throws ComposeFileError as scanComposeText describes.
+ */
+function forEachComposeValue(yamlText: string, file: string, visit: (value: string) => void): void {
   let tree: unknown;
   try {
     // Duplicate keys are an error (as in compose); `<<` merge keys are resolved.
@@ -289,11 +310,9 @@ export function scanComposeText(yamlText: string, file: string): VariableScan {
   if (tree !== null && tree !== undefined && (typeof tree !== 'object' || Array.isArray(tree))) {
     throw new ComposeFileError(file, '', 'the top level of a compose file must be a mapping');
   }
-  const references = new Set<string>();
-  const required = new Set<string>();
   forEachStringValue(tree, (path, value) => {
     try {
-      scanInto(value, references, required);
+      visit(value);
     } catch (e) {
       if (e instanceof InvalidInterpolationError) {
         throw new ComposeFileError(
@@ -305,7 +324,101 @@ export function scanComposeText(yamlText: string, file: string): VariableScan {
       throw e;
     }
   });
-  return { references: sorted(references), required: sorted(required) };
+}
+
+/** What compose would complain about while interpolating, each list sorted and unique. */
+export interface VariableEvaluation {
+  /** Names compose substitutes blank with "The X variable is not set. Defaulting to a blank string." */
+  unset: string[];
+  /** Names of a `${X:?}` / `${X?}` compose stops on ("required variable X is missing a value"). */
+  requiredMissing: string[];
+  /** Both together: the names the stack lacks, given these values. */
+  missing: string[];
+}
+
+/** Collects what evaluating values reports; `done` turns it into a VariableEvaluation. */
+class EvaluationCollector {
+  readonly unset = new Set<string>();
+  readonly requiredMissing = new Set<string>();
+  readonly onUnset = (name: string): void => void this.unset.add(name);
+  readonly onRequiredMissing = (name: string): void => void this.requiredMissing.add(name);
+  done(): VariableEvaluation {
+    return {
+      unset: sorted(this.unset),
+      requiredMissing: sorted(this.requiredMissing),
+      missing: sorted([...this.unset, ...this.requiredMissing]),
+    };
+  }
+}
+
+/**
+ * Interpolates every string value of a compose file against `env` as compose does,
+ * recording the names it would blank with a warning or stop on. Unlike `required`,
+ * this follows the values: `${A:-$B}` needs B only when A is unset or empty.
+ * @throws ComposeFileError as scanComposeText describes.
+ */
+export function evaluateComposeText(
+  yamlText: string,
+  file: string,
+  env: Record<string, string | undefined>,
+): VariableEvaluation {
+  const collector = new EvaluationCollector();
+  forEachComposeValue(yamlText, file, (value) => {
+    interpolate(value, env, collector.onUnset, collector.onRequiredMissing);
+  });
+  return collector.done();
+}
+
+/** The environment compose interpolates a project with, and what reading `.env` reported. */
+export interface ComposeEnvironment {
+  env: Record<string, string>;
+  /** Names `.env` values reference that compose would blank or stop on while reading it. */
+  evaluation: VariableEvaluation;
+}
+
+/**
+ * The variables compose v2 interpolates with: the `.env` values (last assignment of a
+ * key wins) with the process environment over them, as compose-go's dotenv loader
+ * builds them. A value compose expands (bare, or double-quoted with a `$`) is
+ * interpolated against the process environment first, then the keys assigned above
+ * it; its value then only matters for being set and empty or not, which is all
+ * interpolation of the compose file asks of it.
+ * @throws EnvFileError for text compose would reject.
+ */
+export function composeEnvironment(
+  envText: string,
+  envFile: string,
+  processEnv: Record<string, string | undefined>,
+): ComposeEnvironment {
+  const collector = new EvaluationCollector();
+  const fromFile: Record<string, string> = {};
+  // What a `.env` value is expanded against: the process environment, then the keys above it.
+  const lookupEnv: Record<string, string | undefined> = { ...processEnv };
+  for (const entry of parseEnvText(envText, envFile).entries) {
+    let value = entry.value;
+    if (entry.interpolated) {
+      const template =
+        entry.quote === '"' ? expandableForm(envText.slice(entry.valueStart + 1, entry.valueEnd - 1)) : entry.value;
+      value = interpolate(template, lookupEnv, collector.onUnset, collector.onRequiredMissing);
+    }
+    fromFile[entry.key] = value;
+    if (!has(processEnv, entry.key)) lookupEnv[entry.key] = value;
+  }
+  const env: Record<string, string> = { ...fromFile };
+  for (const [name, value] of Object.entries(processEnv)) if (value !== undefined) env[name] = value;
+  return { env, evaluation: collector.done() };
+}
+
+const has = (env: object, name: string): boolean => Object.prototype.hasOwnProperty.call(env, name);
+
+/**
+ * A double-quoted value as written, made ready to interpolate: `\$` becomes `$$`
+ * (compose-go's literal dollar) and every other escape its escaped character, which
+ * keeps what interpolation looks at (the `$` references, and whether the result is
+ * empty) though not every byte of the value.
+ */
+function expandableForm(quoted: string): string {
+  return quoted.replace(/\\([\s\S])/g, (_m, c: string) => (c === '$' ? '$$' : c));
 }
 
 /** The required names `defined` lacks, sorted. */
