@@ -15,6 +15,10 @@ export interface ServiceState {
   /** docker's State.Health.Status when the service has a healthcheck. */
   health?: 'starting' | 'healthy' | 'unhealthy';
   image: string;
+  /** docker's State.ExitCode: the last exit of the container (0 while it has never exited). */
+  exitCode?: number;
+  /** docker's HostConfig.RestartPolicy.Name, '' read as 'no': whether an exited container comes back. */
+  restartPolicy?: string;
 }
 
 export interface ComposeRunner {
@@ -26,6 +30,12 @@ export interface ComposeRunner {
   up(target: ComposeTarget): Promise<void>;
   /** State of every container of the project (ps + inspect). */
   services(target: ComposeTarget): Promise<ServiceState[]>;
+  /**
+   * The services `up` gives containers, as compose resolves the file and its .env
+   * (active profiles, scale above 0). Runners without it (test doubles, the demo's
+   * dry run) leave the has-a-container check off.
+   */
+  expectedServices?(target: ComposeTarget): Promise<string[]>;
   /** `compose down`; used by tests and uninstall, never by an apply. */
   down(target: ComposeTarget): Promise<void>;
 }

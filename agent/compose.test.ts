@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ComposeTarget, ServiceState } from './compose-runner.js';
-import { assessHealth, composeEnv, outputTail, parseInspect, waitHealthy } from './compose.js';
+import { activeServices, assessHealth, composeEnv, outputTail, parseInspect, waitHealthy } from './compose.js';
 
 const svc = (service: string, state: string, health?: ServiceState['health']): ServiceState => ({
   service,
@@ -8,6 +8,13 @@ const svc = (service: string, state: string, health?: ServiceState['health']): S
   state,
   image: 'img:v1',
   ...(health ? { health } : {}),
+});
+
+/** A container that has exited (or is being restarted) with `exitCode` under `restartPolicy`. */
+const ended = (service: string, exitCode: number, restartPolicy: string, state = 'exited'): ServiceState => ({
+  ...svc(service, state),
+  exitCode,
+  restartPolicy,
 });
 
 describe('composeEnv', () => {
@@ -57,13 +64,15 @@ describe('parseInspect', () => {
         Id: 'a',
         Name: '/p-web-1',
         Config: { Image: 'r/web:v2', Labels: { 'com.docker.compose.service': 'web', 'com.docker.compose.oneoff': 'False' } },
-        State: { Status: 'running', Health: { Status: 'healthy' } },
+        State: { Status: 'running', ExitCode: 0, Health: { Status: 'healthy' } },
+        HostConfig: { RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 } },
       },
       {
         Id: 'b',
         Name: '/p_db_1',
         Config: { Image: 'r/db:1', Labels: { 'com.docker.compose.service': 'db' } },
-        State: { Status: 'exited' },
+        State: { Status: 'exited', ExitCode: 3 },
+        HostConfig: { RestartPolicy: { Name: '', MaximumRetryCount: 0 } },
       },
       {
         Id: 'c',
@@ -73,8 +82,16 @@ describe('parseInspect', () => {
       },
     ]);
     expect(parseInspect(json)).toEqual([
-      { service: 'db', container: 'p_db_1', state: 'exited', image: 'r/db:1' },
-      { service: 'web', container: 'p-web-1', state: 'running', health: 'healthy', image: 'r/web:v2' },
+      { service: 'db', container: 'p_db_1', state: 'exited', image: 'r/db:1', exitCode: 3, restartPolicy: 'no' },
+      {
+        service: 'web',
+        container: 'p-web-1',
+        state: 'running',
+        health: 'healthy',
+        image: 'r/web:v2',
+        exitCode: 0,
+        restartPolicy: 'unless-stopped',
+      },
     ]);
   });
 });
@@ -91,10 +108,40 @@ describe('assessHealth', () => {
     const result = assessHealth([svc('web', 'running', 'starting'), svc('db', 'exited'), svc('x', 'running')], [
       'web',
       'db',
+      'x',
       'cache',
     ]);
     expect(result.ok).toBe(false);
     expect(result.detail).toBe('1/4 healthy; cache has no container, web starting, db exited');
+  });
+
+  it('counts a one-shot that exited 0 under restart no or on-failure as done', () => {
+    const result = assessHealth(
+      [ended('init', 0, 'no'), ended('migrate', 0, 'on-failure'), svc('app', 'running')],
+      ['app', 'init', 'migrate'],
+    );
+    expect(result).toMatchObject({ ok: true, detail: '1/1 healthy, 2 done (init, migrate)' });
+  });
+
+  it('fails a one-shot that exited non-zero, naming it and its exit code', () => {
+    const result = assessHealth([ended('init', 0, 'no'), ended('migrate', 1, 'no'), svc('app', 'running')]);
+    expect(result).toMatchObject({ ok: false, detail: '1/2 healthy, 1 done (init); migrate exited (1)' });
+  });
+
+  it('fails a container that exited 0 under a policy that restarts it, and one docker is restarting', () => {
+    const result = assessHealth([ended('web', 0, 'always'), ended('worker', 137, 'on-failure', 'restarting')]);
+    expect(result).toMatchObject({ ok: false, detail: '0/2 healthy; web exited (0), worker restarting (exit 137)' });
+  });
+
+  it('fails an expected service without a container even when every container is well', () => {
+    const result = assessHealth([svc('app', 'running')], ['app', 'worker']);
+    expect(result).toMatchObject({ ok: false, detail: '1/2 healthy; worker has no container' });
+  });
+
+  it('judges only the expected services: a leftover of an inactive profile is not the stack', () => {
+    const result = assessHealth([svc('app', 'running'), ended('debug', 1, 'no')], ['app']);
+    expect(result).toMatchObject({ ok: true, detail: '1/1 healthy' });
+    expect(assessHealth([svc('app', 'running'), ended('debug', 1, 'no')]).ok).toBe(false);
   });
 
   it('is not ok with no containers at all', () => {
@@ -126,10 +173,67 @@ describe('waitHealthy', () => {
     expect(runner.calls()).toBe(3);
   });
 
+  it('gives up before the timeout on a container docker keeps restarting', async () => {
+    const runner = scripted([[ended('web', 1, 'always', 'restarting')], [ended('web', 1, 'always', 'restarting')]]);
+    const result = await waitHealthy(runner, target, { timeoutMs: 60_000, pollMs: 1 });
+    expect(result).toMatchObject({ ok: false, detail: '0/1 healthy; web restarting (exit 1)' });
+    expect(runner.calls()).toBe(2);
+  });
+
+  it('does not wait on a failed leftover of a service the stack does not expect', async () => {
+    const runner = scripted([[svc('app', 'running', 'starting'), ended('debug', 1, 'no')], [svc('app', 'running', 'healthy'), ended('debug', 1, 'no')]]);
+    const result = await waitHealthy(runner, target, { timeoutMs: 60_000, pollMs: 1, expectedServices: ['app'] });
+    expect(result).toMatchObject({ ok: true, detail: '1/1 healthy' });
+  });
+
   it('reports a stack still starting at the timeout as not ok', async () => {
     const runner = scripted([[svc('web', 'running', 'starting')]]);
     const result = await waitHealthy(runner, target, { timeoutMs: 30, pollMs: 5 });
     expect(result.ok).toBe(false);
     expect(result.detail).toBe('0/1 healthy; web starting (after 30 ms)');
+  });
+});
+
+describe('activeServices', () => {
+  // As docker-compose 1.29 prints `config`: every service, profiles and scale as written.
+  const resolved = [
+    'services:',
+    '  app:',
+    '    image: r/app:v1',
+    '  debug:',
+    '    image: r/app:v1',
+    '    profiles:',
+    '    - debug',
+    '  init:',
+    '    image: r/app:v1',
+    '  spare:',
+    '    image: r/app:v1',
+    '    scale: 0',
+    '  standby:',
+    '    deploy:',
+    '      replicas: 0',
+    '    image: r/app:v1',
+    '  tools:',
+    '    image: r/app:v1',
+    '    profiles:',
+    '    - ops',
+    '    - debug',
+    "version: '3.9'",
+    '',
+  ].join('\n');
+
+  it('leaves out services scaled to 0 and, by compose 1.29\'s rule, those of inactive profiles', () => {
+    expect(activeServices(resolved, [])).toEqual(['app', 'init']);
+    expect(activeServices(resolved, ['debug'])).toEqual(['app', 'debug', 'init', 'tools']);
+    expect(activeServices(resolved, ['ops'])).toEqual(['app', 'init', 'tools']);
+  });
+
+  it('takes the file as compose v2 filtered it when no profiles are given', () => {
+    expect(activeServices(resolved)).toEqual(['app', 'debug', 'init', 'tools']);
+  });
+
+  it('reads replicas only for a replicated service, as compose 1.29 does', () => {
+    const text = 'services:\n  a:\n    image: x\n    deploy:\n      mode: global\n      replicas: 0\n  b:\n    image: x\n    deploy:\n      replicas: 0\n';
+    expect(activeServices(text, [])).toEqual(['a']);
   });
 });

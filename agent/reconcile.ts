@@ -407,7 +407,7 @@ async function apply(
     await setPhase(journal, 'up');
     crashPointForTests('up');
     step = 'health';
-    const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
+    const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000, expectedServices: await compose.expectedServices?.(target) });
     if (!health.ok) throw new ComposeStepError('health', health.detail);
     // Before `verified`: a crash during a post-up hook finishes the apply on restart, hooks included.
     step = 'post-up hooks';
@@ -507,7 +507,7 @@ async function bringPreviousStackBack(deps: ReconcileDeps, journal: Journal): Pr
     return 'rolled back (no previous stack; the new one is down)';
   }
   await compose.up(target);
-  const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
+  const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000, expectedServices: await compose.expectedServices?.(target) });
   return health.ok ? `rolled back, previous stack ${health.detail}` : `rolled back, but the previous stack is not well: ${health.detail}`;
 }
 
@@ -529,7 +529,7 @@ async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentSta
     log(`recover: interrupted at ${decision.interruptedAt}; finishing ${commit.slice(0, 12)}`);
     try {
       await compose.up(target);
-      const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000 });
+      const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000, expectedServices: await compose.expectedServices?.(target) });
       if (!health.ok) throw new ComposeStepError('health', health.detail);
       await runManifestHooks(deps, 'postUp', fetched.manifest);
     } catch (e) {
