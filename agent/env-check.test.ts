@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ComposeFileError, EnvFileError } from '../renderer/core/errors.js';
-import { envCheck, formatEnvCheck } from './env-check.js';
+import { envCheck, formatEnvCheck, stackMissingVariables } from './env-check.js';
 
 const COMPOSE = `services:
   api:
@@ -37,7 +37,7 @@ describe('envCheck', () => {
       COMPOSE,
       '# host secrets\r\nexport IMAGE_TAG=v2.10.3\r\nSECRET_KEY=""\r\nSMTP_HOST=mail\r\n',
     );
-    const result = await envCheck(composePath, envPath);
+    const result = await envCheck(composePath, envPath, {});
     expect(result).toEqual({
       references: ['IMAGE_TAG', 'POSTGRES_PASSWORD', 'SECRET_KEY', 'SMTP_HOST'],
       required: ['IMAGE_TAG', 'POSTGRES_PASSWORD', 'SECRET_KEY'],
@@ -54,9 +54,55 @@ describe('envCheck', () => {
       COMPOSE,
       'IMAGE_TAG=v1\nPOSTGRES_PASSWORD=\'pa$$word\'\nSECRET_KEY=k',
     );
-    const result = await envCheck(composePath, envPath);
+    const result = await envCheck(composePath, envPath, {});
     expect(result.missing).toEqual([]);
     expect(JSON.parse(formatEnvCheck(result, true))).toEqual(result);
+  });
+
+  // Lines from frappe_docker (pwd.yml) and documenso's compose file: nothing in them is
+  // required whatever the values, yet with these .env files compose blanks a name.
+  const FRAPPE = 'services:\n  backend:\n    image: ${CUSTOM_IMAGE:-frappe/erpnext}:${CUSTOM_TAG:-$ERPNEXT_VERSION}\n';
+  const DOCUMENSO =
+    'services:\n  documenso:\n    environment:\n      - NEXT_PRIVATE_INTERNAL_WEBAPP_URL=${NEXT_PRIVATE_INTERNAL_WEBAPP_URL:-http://localhost:$PORT}\n';
+
+  it('finds missing the name inside a default compose falls back to (frappe, empty .env)', async () => {
+    const [composePath, envPath] = await files(FRAPPE, '');
+    const result = await envCheck(composePath, envPath, {});
+    expect(result).toEqual({ references: ['CUSTOM_IMAGE', 'CUSTOM_TAG', 'ERPNEXT_VERSION'], required: [], missing: ['ERPNEXT_VERSION'] });
+    expect(formatEnvCheck(result, true)).toBe(
+      '{"references": ["CUSTOM_IMAGE", "CUSTOM_TAG", "ERPNEXT_VERSION"], "required": [], "missing": ["ERPNEXT_VERSION"]}',
+    );
+  });
+
+  it('finds nothing missing once the default is not used or its name is set (frappe)', async () => {
+    for (const env of ['CUSTOM_TAG=v15.2.0\n', 'ERPNEXT_VERSION=v15.2.0\n']) {
+      const [composePath, envPath] = await files(FRAPPE, env);
+      expect((await envCheck(composePath, envPath, {})).missing).toEqual([]);
+    }
+  });
+
+  it('finds PORT missing in documenso\'s URL default until the URL or PORT is set', async () => {
+    const [composePath, envPath] = await files(DOCUMENSO, '# nothing yet\n');
+    expect((await envCheck(composePath, envPath, {})).missing).toEqual(['PORT']);
+    await writeFile(envPath, 'NEXT_PRIVATE_INTERNAL_WEBAPP_URL=http://documenso:3000\n');
+    expect((await envCheck(composePath, envPath, {})).missing).toEqual([]);
+    await writeFile(envPath, 'PORT=3000\n');
+    expect((await envCheck(composePath, envPath, {})).missing).toEqual([]);
+  });
+
+  it('reads the last assignment of a key, and `:?` refuses an empty value where `?` does not', async () => {
+    const compose = 'services:\n  api:\n    image: app:${TAG:?set TAG}\n    command: ["${MODE?set MODE}"]\n';
+    const [composePath, envPath] = await files(compose, 'TAG=1\nMODE=\nTAG=\n');
+    const result = await envCheck(composePath, envPath, {});
+    expect(result.required).toEqual(['MODE', 'TAG']);
+    expect(result.missing).toEqual(['TAG']);
+  });
+
+  it('takes values from the environment compose runs with, allow-listed, over .env', async () => {
+    const compose = 'services:\n  api:\n    image: app\n    volumes: ["${HOME}/data:/data", "${TOKEN}:/t"]\n';
+    const [composePath, envPath] = await files(compose, 'HOME=\n');
+    const result = await envCheck(composePath, envPath, { HOME: '/home/ops', TOKEN: 'agent-only' });
+    expect(result.missing).toEqual(['TOKEN']);
   });
 
   it('names the compose file and YAML path of an invalid expression', async () => {
@@ -80,6 +126,21 @@ describe('envCheck', () => {
     expect(err).toBeInstanceOf(EnvFileError);
     expect((err as Error).message).toContain(missingEnv);
     await expect(envCheck(join(dir, 'nope.yaml'), missingEnv)).rejects.toThrow(ComposeFileError);
+  });
+});
+
+describe('stackMissingVariables', () => {
+  it('reads the compose file compose would pick from a tree, and none when there is none', () => {
+    const tree = new Map<string, string>([
+      ['compose.yaml', 'services:\n  a:\n    image: ${IMAGE:-app}:${TAG}\n'],
+      ['docker-compose.yml', 'services:\n  a:\n    image: $OTHER\n'],
+      ['nginx/site.conf', 'server { root $document_root; }\n'],
+    ]);
+    expect(stackMissingVariables(tree, 'IMAGE=\n', {})).toEqual(['TAG']);
+    tree.delete('compose.yaml');
+    expect(stackMissingVariables(tree, '', {})).toEqual(['OTHER']);
+    tree.delete('docker-compose.yml');
+    expect(stackMissingVariables(tree, '', {})).toBeUndefined();
   });
 });
 

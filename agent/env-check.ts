@@ -1,36 +1,71 @@
 // `flotilla-agent env-check`: which variables a compose file references and
-// requires, and which required ones an env file does not define. The CLI wiring
-// (arguments, exit code 1 when anything is missing) lives in main.ts.
+// requires, and which of them compose would find missing with the values the env
+// file and the environment give it. The CLI wiring (arguments, exit code 1 when
+// anything is missing) lives in main.ts.
 import { readFile } from 'node:fs/promises';
 import { ComposeFileError, EnvFileError } from '../renderer/core/errors.js';
-import { missingVariables, scanComposeText } from '../renderer/core/compose-vars.js';
-import { definedKeys } from '../renderer/core/env-file.js';
+import { composeEnvironment, evaluateComposeText, scanComposeText } from '../renderer/core/compose-vars.js';
+import { composeEnv } from './compose.js';
 
 export interface EnvCheckResult {
-  /** Sorted, unique. */
+  /** Every name the compose file mentions, whatever the values; sorted, unique. */
   references: string[];
-  /** Sorted, unique. */
+  /** Names compose needs whatever the values (`$X`, `${X}`, `${X:?}`, `${X?}` outside defaults); sorted, unique. */
   required: string[];
-  /** Required names the env file does not define; sorted, unique. */
+  /**
+   * Names compose, given these values, would substitute blank with its "variable is not
+   * set" warning or stop on as "required variable … is missing a value" (in `.env` or
+   * in the compose file); sorted, unique.
+   */
   missing: string[];
 }
 
-/** Pure: the check on the two files' text. */
+/** compose-go's default file names, in the order it takes the first one present. */
+export const COMPOSE_FILE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yml', 'docker-compose.yaml'] as const;
+
+/**
+ * Pure: the check on the two files' text. `processEnv` is the environment compose
+ * runs with; it wins over `.env`, as in compose v2.
+ */
 export function checkEnvCoverage(
   composeText: string,
   composeFile: string,
   envText: string,
   envFile: string,
+  processEnv: Record<string, string | undefined> = {},
 ): EnvCheckResult {
   const { references, required } = scanComposeText(composeText, composeFile);
-  return { references, required, missing: missingVariables(required, definedKeys(envText, envFile)) };
+  const { env, evaluation } = composeEnvironment(envText, envFile, processEnv);
+  const fromCompose = evaluateComposeText(composeText, composeFile, env);
+  const missing = [...new Set([...evaluation.missing, ...fromCompose.missing])].sort();
+  return { references, required, missing };
 }
 
 /**
- * Reads both files and checks them.
+ * What compose would find missing in a stack tree (path -> content) whose `.env`
+ * reads `envText`, or undefined when the tree holds no compose file compose would pick.
+ * @throws ComposeFileError / EnvFileError as checkEnvCoverage.
+ */
+export function stackMissingVariables(
+  files: ReadonlyMap<string, Buffer | string>,
+  envText: string,
+  processEnv: Record<string, string | undefined>,
+): string[] | undefined {
+  const name = COMPOSE_FILE_NAMES.find((n) => files.has(n));
+  if (!name) return undefined;
+  return checkEnvCoverage(files.get(name)!.toString(), name, envText, '.env', processEnv).missing;
+}
+
+/**
+ * Reads both files and checks them, with the environment the agent gives compose
+ * (its allow-list of `processEnv`).
  * @throws ComposeFileError / EnvFileError naming the file that cannot be read or parsed.
  */
-export async function envCheck(composePath: string, envPath: string): Promise<EnvCheckResult> {
+export async function envCheck(
+  composePath: string,
+  envPath: string,
+  processEnv: Record<string, string | undefined> = process.env,
+): Promise<EnvCheckResult> {
   let composeText: string;
   try {
     composeText = await readFile(composePath, 'utf8');
@@ -43,7 +78,7 @@ export async function envCheck(composePath: string, envPath: string): Promise<En
   } catch (e) {
     throw new EnvFileError(envPath, `cannot read: ${(e as Error).message}`);
   }
-  return checkEnvCoverage(composeText, composePath, envText, envPath);
+  return checkEnvCoverage(composeText, composePath, envText, envPath, composeEnv(processEnv));
 }
 
 const sortedUnique = (names: string[]): string[] => [...new Set(names)].sort();
