@@ -180,6 +180,13 @@ describe('waitHealthy', () => {
     expect(runner.calls()).toBe(2);
   });
 
+  it('gives up before the timeout on an expected service that stays without a container', async () => {
+    const runner = scripted([[svc('app', 'running')]]);
+    const result = await waitHealthy(runner, target, { timeoutMs: 60_000, pollMs: 1, expectedServices: ['app', 'worker'] });
+    expect(result).toMatchObject({ ok: false, detail: '1/2 healthy; worker has no container' });
+    expect(runner.calls()).toBe(2);
+  });
+
   it('does not wait on a failed leftover of a service the stack does not expect', async () => {
     const runner = scripted([[svc('app', 'running', 'starting'), ended('debug', 1, 'no')], [svc('app', 'running', 'healthy'), ended('debug', 1, 'no')]]);
     const result = await waitHealthy(runner, target, { timeoutMs: 60_000, pollMs: 1, expectedServices: ['app'] });

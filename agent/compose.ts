@@ -333,8 +333,8 @@ export function failedContainers(services: ServiceState[]): { state: ServiceStat
 
 /**
  * Polls `services()` until the stack is healthy, a container has failed (unhealthy,
- * exited other than a finished one-shot, restarting, dead) on two polls in a row, or
- * the timeout passes.
+ * exited other than a finished one-shot, restarting, dead) or an expected service has
+ * no container on two polls in a row, or the timeout passes.
  */
 export async function waitHealthy(
   runner: Pick<ComposeRunner, 'services'>,
@@ -348,8 +348,14 @@ export async function waitHealthy(
     const services = await runner.services(target);
     const result = assessHealth(services, opts.expectedServices);
     if (result.ok) return result;
-    const judged = opts.expectedServices ? services.filter((s) => opts.expectedServices!.includes(s.service)) : services;
-    const hopelessNow = new Set(failedContainers(judged).map((f) => f.state.container));
+    const expected = opts.expectedServices;
+    const judged = expected ? services.filter((s) => expected.includes(s.service)) : services;
+    // `up` has returned: a service it gave no container will not get one by waiting.
+    const present = new Set(services.map((s) => s.service));
+    const hopelessNow = new Set([
+      ...failedContainers(judged).map((f) => f.state.container),
+      ...(expected ?? []).filter((name) => !present.has(name)).map((name) => `missing ${name}`),
+    ]);
     if ([...hopelessNow].some((c) => hopelessBefore.has(c))) return result;
     hopelessBefore = hopelessNow;
     if (Date.now() >= deadline) {
