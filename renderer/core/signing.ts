@@ -1,8 +1,9 @@
 // Commit signatures in git's SSH format (`gpg.format=ssh`, the SSHSIG protocol of
 // OpenSSH's PROTOCOL.sshsig), Ed25519 keys only, on node:crypto: the publisher signs
 // tenant commits, the agent applies only commits signed by a key it trusts. Real
-// `git verify-commit` and `ssh-keygen -Y verify` accept what signCommitPayload makes,
-// and verifyCommitSignature accepts what `git commit -S` makes (signing.test.ts).
+// `git verify-commit` accepts what signCommitPayload makes, and verifyCommitSignature
+// accepts what `git commit -S` makes, over the payload bytes git itself hands ssh-keygen
+// (signing.git-interop.test.ts, test/hardening/signing.test.ts).
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 
 const MAGIC = Buffer.from('SSHSIG');

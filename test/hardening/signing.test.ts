@@ -4,7 +4,9 @@
 // ours, so the format is git's and not a private one. Then the agent, configured with
 // FLOTILLA_TRUSTED_KEYS, against a loopback git server: it applies a signed commit and
 // refuses (reporting why) an unsigned one, one signed by another key, and a commit
-// whose tree was swapped under a valid signature.
+// whose tree was swapped under a valid signature; `flotilla-agent plan` refuses the
+// same commits with the same words. Interop over unusual commits (ISO-8859-1,
+// mergetag, a second signature header) is in renderer/core/signing.git-interop.test.ts.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,8 @@ import { remoteBranchHead } from '../../renderer/core/git.js';
 import { parseSigningKey, parseTrustedKeys, publicKeyLine, signCommitPayload, verifyCommitSignature } from '../../renderer/core/signing.js';
 import { publishTenants } from '../../renderer/publish.js';
 import { loadAgentConfig, parseAgentConfig } from '../../agent/config.js';
-import { reconcileOnce, type ReconcileOutcome } from '../../agent/reconcile.js';
+import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from '../../agent/reconcile.js';
+import { runAgentCli } from '../../agent/main.js';
 import { readState } from '../../agent/state.js';
 import type { ServiceState } from '../../agent/compose-runner.js';
 import { SettingError } from '../../renderer/core/errors.js';
@@ -125,14 +128,14 @@ describe('the agent with FLOTILLA_TRUSTED_KEYS', () => {
   const installDir = () => join(work, 'install');
   const stateDir = () => join(work, 'state');
 
-  async function pass(compose: RecordingCompose): Promise<{ outcome: ReconcileOutcome; statuses: string[] }> {
+  async function pass(compose: RecordingCompose, dirs = { install: installDir(), state: stateDir() }): Promise<{ outcome: ReconcileOutcome; statuses: string[] }> {
     const statuses: string[] = [];
     const outcome = await reconcileOnce({
       config: parseAgentConfig({
         FLOTILLA_REPO: git.url('fleet.git'),
         FLOTILLA_TENANT: 'acme',
-        FLOTILLA_DIR: installDir(),
-        FLOTILLA_STATE_DIR: stateDir(),
+        FLOTILLA_DIR: dirs.install,
+        FLOTILLA_STATE_DIR: dirs.state,
         FLOTILLA_HEALTH_TIMEOUT: '1',
         FLOTILLA_TRUSTED_KEYS: trustedFile,
       }),
@@ -184,6 +187,34 @@ describe('the agent with FLOTILLA_TRUSTED_KEYS', () => {
     // The branch goes back to the genuine signed commit: applied.
     await run('git', ['--git-dir', bare, 'update-ref', 'refs/heads/tenants/acme', good], { env: GIT_ENV });
     expect((await pass(compose)).outcome).toMatchObject({ kind: 'applied', commit: good });
+  });
+
+  it('`flotilla-agent plan` runs the check `once` runs: it refuses the same commits in the same words, and names the signer', async () => {
+    const dirs = { install: join(work, 'plan-install'), state: join(work, 'plan-state') };
+    await mkdir(dirs.install, { recursive: true });
+    const env = { FLOTILLA_REPO: git.url('fleet.git'), FLOTILLA_TENANT: 'acme', FLOTILLA_DIR: dirs.install, FLOTILLA_STATE_DIR: dirs.state, FLOTILLA_TRUSTED_KEYS: trustedFile };
+    const plan = async () => {
+      let stdout = '';
+      let stderr = '';
+      const code = await runAgentCli(['plan'], { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), env });
+      return { code, stdout, stderr };
+    };
+
+    for (const key of [undefined, otherKey]) {
+      const commit = await publish(key);
+      const planned = await plan();
+      const once = await pass(new RecordingCompose({ services: HEALTHY }), dirs);
+      expect(once.outcome).toMatchObject({ kind: 'refused', commit });
+      const refusal = once.outcome.kind === 'refused' ? once.outcome.description : '';
+      expect(planned).toEqual({ code: OUTCOME_EXIT_CODES.refused, stdout: '', stderr: `flotilla-agent: ${refusal}\n` });
+    }
+
+    const signed = await publish(publisherKey);
+    const planned = await plan();
+    expect(planned.stderr).toBe('');
+    expect(planned.code).toBe(0);
+    const fingerprint = parseTrustedKeys(publisherPub)[0]!.fingerprint;
+    expect(planned.stdout).toMatch(new RegExp(`^commit ${signed} \\(nothing applied yet\\)\nsignature: ${signed.slice(0, 12)} signed by ${fingerprint.replace(/[+/]/g, '\\$&')} \\(publisher\\)\nplan for acme `));
   });
 
   it('refuses to start with an unreadable or malformed trusted keys file, naming the setting and the line', async () => {
