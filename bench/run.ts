@@ -4,12 +4,14 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { benchAgentIdleRss } from './agent-rss.bench.js';
 import { formatBenchTable, type BenchRow } from './bench-row.js';
+import { benchPlan } from './plan.bench.js';
 import { benchNoopPoll, benchPublish } from './publish.bench.js';
 import { benchRender, findRepoRoot } from './render.bench.js';
 
 // Add a benchmark here: a name for the progress line and a function returning rows.
 const BENCHMARKS: Array<[string, () => Promise<BenchRow[]>]> = [
   ['render', () => benchRender()],
+  ['plan', () => benchPlan()],
   ['publish', benchPublish],
   ['no-op poll', benchNoopPoll],
   ['agent idle RSS', benchAgentIdleRss],

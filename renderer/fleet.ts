@@ -148,7 +148,7 @@ function formatKeyPath(segments: readonly PathSegment[]): string {
 }
 
 /** One parsed YAML file plus what is needed to point at its lines. */
-class YamlSource {
+export class YamlSource {
   readonly doc: Document.Parsed;
   private readonly lines = new LineCounter();
 
@@ -208,13 +208,23 @@ class YamlSource {
   }
 }
 
-function parseYaml(file: string, text: string, problems: ConfigProblem[]): YamlSource | undefined {
+/**
+ * Files parsed once, by path and exact text. `plan` loads the fleet at base and at head,
+ * which share all but a few files byte for byte; the same text parses to the same document.
+ */
+export type YamlParses = Map<string, YamlSource>;
+
+function parseYaml(file: string, text: string, problems: ConfigProblem[], parses?: YamlParses): YamlSource | undefined {
+  const key = `${file}\u0000${text}`;
+  const known = parses?.get(key);
+  if (known) return known;
   const src = new YamlSource(file, text);
   if (src.doc.errors.length === 0) {
     if (src.doc.contents === null || !isMap(src.doc.contents)) {
       problems.push({ file, keyPath: '', line: 1, message: 'expected a mapping of keys (the file is empty or not key: value pairs)' });
       return undefined;
     }
+    parses?.set(key, src);
     return src;
   }
   for (const err of src.doc.errors) {
@@ -492,9 +502,10 @@ const TENANT_FILE = /^fleet\/tenants\/([^/]+)\.(yaml|yml)$/;
 /**
  * Builds the fleet from file contents keyed by repo-relative path
  * (`fleet/fleet.yaml`, `fleet/tenants/<slug>.yaml`). Files outside those are ignored.
- * Throws one FleetConfigError listing every problem found.
+ * Throws one FleetConfigError listing every problem found. `parses` keeps parsed files
+ * for a later load of the same texts.
  */
-export function loadFleetFromFiles(files: Map<string, string>): Fleet {
+export function loadFleetFromFiles(files: Map<string, string>, parses?: YamlParses): Fleet {
   const problems: ConfigProblem[] = [];
   const { fleet: validateFleet, tenant: validateTenant } = getValidators();
 
@@ -504,7 +515,7 @@ export function loadFleetFromFiles(files: Map<string, string>): Fleet {
   if (fleetText === undefined) {
     problems.push({ file: FLEET_FILE, keyPath: '', message: 'file is missing' });
   } else {
-    fleetSrc = parseYaml(FLEET_FILE, fleetText, problems);
+    fleetSrc = parseYaml(FLEET_FILE, fleetText, problems, parses);
     if (fleetSrc) {
       const value: unknown = fleetSrc.doc.toJS();
       if (validateFleet(value)) {
@@ -536,7 +547,7 @@ export function loadFleetFromFiles(files: Map<string, string>): Fleet {
         message: `file name "${slug}" is not a valid tenant slug: it must be a DNS label (lowercase letters, digits and -, at most 63 characters, not starting or ending with -)`,
       });
     }
-    const src = parseYaml(path, files.get(path)!, problems);
+    const src = parseYaml(path, files.get(path)!, problems, parses);
     if (!src) continue;
     const value: unknown = src.doc.toJS();
     const declaredSlug = (value as { slug?: unknown }).slug;

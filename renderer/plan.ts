@@ -395,8 +395,16 @@ async function peel(fs: typeof nodeFs, dir: string, oid: string): Promise<string
   return oid;
 }
 
+/** Blob texts by object id, for reading two revisions that share most files. */
+export type BlobTexts = Map<string, string>;
+
 /** Every file under fleet/ and templates/ at `ref` of the repository in `dir`. */
-export async function readFleetFilesAtRef(dir: string, ref: string, fs: typeof nodeFs = nodeFs): Promise<FilesAtRef> {
+export async function readFleetFilesAtRef(
+  dir: string,
+  ref: string,
+  fs: typeof nodeFs = nodeFs,
+  blobs: BlobTexts = new Map(),
+): Promise<FilesAtRef> {
   const commit = await resolveCommit(dir, ref, fs);
   const files = new Map<string, string>();
   const modes = new Map<string, number>();
@@ -407,8 +415,13 @@ export async function readFleetFilesAtRef(dir: string, ref: string, fs: typeof n
       const path = `${prefix}${entry.path}`;
       if (entry.type === 'tree') await walk(entry.oid, `${path}/`);
       else if (entry.type === 'blob' && entry.mode !== '120000') {
-        const { blob } = await git.readBlob({ fs, dir, oid: entry.oid, cache });
-        files.set(path, Buffer.from(blob).toString('utf8'));
+        let text = blobs.get(entry.oid);
+        if (text === undefined) {
+          const { blob } = await git.readBlob({ fs, dir, oid: entry.oid, cache });
+          text = Buffer.from(blob).toString('utf8');
+          blobs.set(entry.oid, text);
+        }
+        files.set(path, text);
         modes.set(path, entry.mode === '100755' ? 0o755 : 0o644);
       }
     }

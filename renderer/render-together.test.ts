@@ -8,7 +8,7 @@ import { compileTemplates, loadTemplates, renderFleet, templateContext, type Tem
 
 const SOURCE = { repo: 'http://127.0.0.1:9/fleet.git', commit: '3f786850e387550fdab836ed7e6dc881de23001b' };
 const ROOT = join(import.meta.dirname, '..');
-/** More tenants than the reuse probe (32), so every per-tenant template ends up rendered together. */
+/** Enough tenants that anything a render keeps between tenants would show. */
 const TENANTS = 40;
 
 /** Each template's output from its own call, as before rendering together. */
@@ -60,7 +60,6 @@ describe('rendering a tenant’s templates in one call', () => {
   });
 
   it('names the template, tenant, line and variable of an error in a template rendered together', () => {
-    // `this` makes both templates unbounded for reuse, so they render together from the first tenant.
     const set = compileTemplates(
       new Map([
         ['a.conf.hbs', '{{#each env}}{{this}}{{/each}}\n'],

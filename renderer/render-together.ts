@@ -13,7 +13,7 @@ import Handlebars from 'handlebars';
 
 /** Control characters around a name: a template whose output holds this is rendered on its own. */
 const SEPARATOR = '\u0001flotilla-template-end\u0001';
-/** Distinct template sets seen; a fleet has a handful (they change only while reuse is probed). */
+/** Distinct template sets seen; a fleet has one or a few (a plan compiles base and head). */
 const DRIVER_LIMIT = 64;
 
 type CompileOptions = Parameters<typeof Handlebars.compile>[1];

@@ -27,7 +27,6 @@ import {
 } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
 import { canRenderTogether, renderTogether, type RenderTogether } from './render-together.js';
-import { inputKey, templateInputs, type ContextPath, type TemplateInputs } from './template-inputs.js';
 
 /** The template whose output is the env patch (manifest.envPatch), never a file. */
 export const ENV_TEMPLATE = 'env.hbs';
@@ -69,18 +68,8 @@ export interface CompiledTemplate {
   copyHash?: string;
   /** `features.<flag>` paths the template reads; checked against the fleet's declared flags. */
   featureRefs: FeatureRef[];
-  /** The context paths the template reads; undefined when they cannot be bounded (never reused). */
-  inputs?: TemplateInputs;
-  /** Outputs by input key, while reuse pays (see renderReusing); undefined once it stopped. */
-  reuse?: TemplateReuse;
   /** Whether it can be rendered with the tenant's other templates in one call (render-together.ts). */
   together: boolean;
-}
-
-export interface TemplateReuse {
-  outputs: Map<string, ReusedOutput>;
-  lookups: number;
-  hits: number;
 }
 
 export interface TemplateSet {
@@ -108,31 +97,6 @@ export interface ComposeScanMemo {
 
 const COMPOSE_SCAN_MEMO_LIMIT = 1024;
 const COMPOSE_SCAN_BUCKET_LIMIT = 16;
-const REUSE_LIMIT = 1024;
-/** Lookups without a single hit after which a template stops being reused (it reads a per-tenant value). */
-const REUSE_PROBE = 32;
-const freshReuse = (): TemplateReuse => ({ outputs: new Map(), lookups: 0, hits: 0 });
-/** Helpers whose result is their arguments' text (json: for a string with nothing to escape). */
-const VERBATIM_HELPERS = new Set(['json', 'concat']);
-/**
- * Marks where a verbatim value was written: `\x7f<index>\x7f`. DEL is text JSON writes
- * as is, so the marker survives json; a template holding DEL itself gets no markers.
- */
-const MARK = '\u007f';
-const MARKER = /\u007f(\d+)\u007f/;
-/** What json would escape (lone surrogates aside, see writtenAsIs), and DEL. */
-const ESCAPED_OR_MARK = /["\\\u0000-\u001f\u007f]/;
-/** Whether a marker may stand for a value: a string json writes as `"` + value + `"`, with no DEL. */
-const writtenAsIs = (value: unknown): value is string =>
-  // isWellFormed (ES2024, in Node 20): json escapes a lone surrogate, not a pair.
-  typeof value === 'string' && !ESCAPED_OR_MARK.test(value) && (value as string & { isWellFormed(): boolean }).isWellFormed();
-
-/** A reused output: its text split where the verbatim values go (`slots` index TemplateInputs.verbatim). */
-export interface ReusedOutput {
-  pieces: string[];
-  slots: number[];
-}
-
 /** Thrown by a helper used wrongly; carries the mustache's location so the TemplateError names the line. */
 class HelperUsageError extends Error {
   constructor(
@@ -168,7 +132,8 @@ export function composeVar(name: unknown, value?: unknown): string {
   return `\${${name}:-${text}}`;
 }
 
-function registerHelpers(hb: typeof Handlebars): string[] {
+/** Registers the helpers every template may call; returns their names. */
+export function registerHelpers(hb: typeof Handlebars): string[] {
   const helpers: Record<string, (...args: unknown[]) => unknown> = {
     composeVar: (...args) => {
       const params = args.slice(0, -1);
@@ -212,7 +177,6 @@ function compileOptions(helperNames: string[]): CompileOptions {
     noEscape: true, // config files, not HTML
     knownHelpers: Object.fromEntries(helperNames.map((n) => [n, true])),
     knownHelpersOnly: true, // a misspelt helper fails at compile time, not per tenant
-    // No `compat` (lookups up the scope chain): template-inputs.ts bounds what a template reads by it.
   };
 }
 
@@ -244,8 +208,6 @@ function parseErrorLine(e: { message: string; lineNumber?: number }): number | u
 export function compileTemplates(files: Map<string, string>, modes: Map<string, number> = new Map()): TemplateSet {
   const hb = Handlebars.create();
   const options = compileOptions(registerHelpers(hb));
-  // Ours and Handlebars' own (if, each, ...): a bare `{{name}}` naming one is a call, not a read.
-  const helperNames = new Set(Object.keys(hb.helpers));
   const compiled: CompiledTemplate[] = [];
   let env: CompiledTemplate | undefined;
   const outputs = new Map<string, string>();
@@ -269,12 +231,6 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
       template.render = hb.compile(ast, options);
       template.together = canRenderTogether(ast);
       template.featureRefs = featureRefsOf(ast);
-      const inputs = templateInputs(ast, helperNames, VERBATIM_HELPERS);
-      if (inputs && text.includes(MARK)) inputs.keyed.push(...inputs.verbatim.splice(0));
-      if (inputs) {
-        template.inputs = inputs;
-        template.reuse = freshReuse();
-      }
     } else {
       template.copyHash = sha256(text);
     }
@@ -400,95 +356,6 @@ function runTemplate(template: CompiledTemplate, context: TemplateContext, tenan
   }
 }
 
-/**
- * runTemplate, reusing the output of an earlier tenant whose values at every keyed path
- * the template reads were the same (the same inputs give the same bytes), with this
- * tenant's own values written where the verbatim ones go (its slug, its domain). A
- * template that reads a per-tenant value some other way finds no hit in its first
- * REUSE_PROBE tenants and is rendered plainly from then on, so it pays for a key only that long.
- */
-function renderReusing(template: CompiledTemplate, context: TemplateContext, tenant: string): string {
-  const reuse = template.reuse;
-  if (!reuse) return runTemplate(template, context, tenant);
-  const { keyed, verbatim } = template.inputs!;
-  const values: (string | undefined)[] = new Array(verbatim.length);
-  let key = inputKey(context, keyed);
-  for (let i = 0; i < verbatim.length; i++) {
-    const value = valueAt(context, verbatim[i]!);
-    // Any other value (a number, a quote to escape, missing) is keyed for this tenant.
-    if (writtenAsIs(value)) {
-      values[i] = value;
-      key += '*;';
-    } else key += inputKey(context, [verbatim[i]!]);
-  }
-  const known = reuse.outputs.get(key);
-  reuse.lookups++;
-  if (known !== undefined) {
-    reuse.hits++;
-    return fillSlots(known, values);
-  }
-  if (reuse.hits === 0 && reuse.lookups >= REUSE_PROBE) template.reuse = undefined;
-  // Flattened once here: the check below compares it, and an output without markers is reused as is.
-  const output = flat(runTemplate(template, context, tenant));
-  const reused = values.some((v) => v !== undefined) ? markedOutput(template, context, values, tenant) : { pieces: [output], slots: [] };
-  // The output with this tenant's values put back must be the output itself; if it ever
-  // is not, the analysis missed a use of a value, and the template is never reused again.
-  if (!reused || fillSlots(reused, values) !== output) {
-    template.reuse = undefined;
-    return output;
-  }
-  if (reuse.outputs.size >= REUSE_LIMIT) reuse.outputs.clear();
-  reuse.outputs.set(key, reused);
-  return output;
-}
-
-/** The template rendered with a marker in place of each verbatim value, split at the markers. */
-function markedOutput(template: CompiledTemplate, context: TemplateContext, values: (string | undefined)[], tenant: string): ReusedOutput | undefined {
-  const marked: Record<string, unknown> = { ...context };
-  template.inputs!.verbatim.forEach((path, i) => {
-    if (values[i] === undefined) return;
-    // Copies along the path, so the tenant's own context (and objects tenants share) stay as they are.
-    let node = marked;
-    for (const part of path.slice(0, -1)) {
-      const child = node[part];
-      node = node[part] = (Array.isArray(child) ? [...child] : { ...(child as object) }) as Record<string, unknown>;
-    }
-    node[path[path.length - 1]!] = `${MARK}${i}${MARK}`;
-  });
-  let text: string;
-  try {
-    text = runTemplate(template, marked as unknown as TemplateContext, tenant);
-  } catch {
-    return undefined;
-  }
-  const parts = text.split(MARKER);
-  const pieces: string[] = [];
-  const slots: number[] = [];
-  // split() with a capture group alternates: text, marker index, text, ...
-  for (let i = 0; i < parts.length; i++) {
-    if (i % 2 === 0) pieces.push(parts[i]!);
-    else slots.push(Number(parts[i]));
-  }
-  return { pieces, slots };
-}
-
-function fillSlots(reused: ReusedOutput, values: (string | undefined)[]): string {
-  const { pieces, slots } = reused;
-  let out = pieces[0]!;
-  for (let i = 0; i < slots.length; i++) out += values[slots[i]!]! + pieces[i + 1]!;
-  return out;
-}
-
-/** The value at a context path; undefined where the path is missing. */
-function valueAt(context: object, path: ContextPath): unknown {
-  let value: unknown = context;
-  for (const part of path) {
-    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, part)) return undefined;
-    value = (value as Record<string, unknown>)[part];
-  }
-  return value;
-}
-
 /** The same string, made flat now (Handlebars builds its output as a rope of pieces). */
 function flat(text: string): string {
   text.charCodeAt(0);
@@ -497,29 +364,28 @@ function flat(text: string): string {
 
 /**
  * Every template's output for one tenant, in `templates.all` order (undefined for
- * files copied as is). Reused outputs are looked up; the rest render in one call
- * when they can, else one by one, in order, so the first failing template is the
+ * files copied as is). The templates render in one call when they can
+ * (render-together.ts), else one by one, in order, so the first failing template is the
  * one an error names.
  */
 function renderBodies(templates: TemplateSet, context: TemplateContext, tenant: string): (string | undefined)[] {
   const all = templates.all;
   const together: CompiledTemplate[] = [];
-  for (const t of all) if (t.render && t.together && !t.reuse) together.push(t);
+  for (const t of all) if (t.render && t.together) together.push(t);
   const outputs = together.length > 1 ? templates.renderTogether(together, context) : undefined;
   const bodies: (string | undefined)[] = new Array(all.length);
   for (let i = 0, j = 0; i < all.length; i++) {
     const t = all[i]!;
     if (!t.render) continue;
     if (outputs && t === together[j]) bodies[i] = outputs[j++];
-    else bodies[i] = renderReusing(t, context, tenant);
+    else bodies[i] = runTemplate(t, context, tenant);
   }
   return bodies;
 }
 
-/** Forgets every reused output and compose scan, as a fresh process starts (the benchmark's rounds). */
-export function forgetRenders(templates: TemplateSet): void {
+/** Forgets every compose scan, as a fresh process starts (the benchmark's rounds). */
+export function forgetComposeScans(templates: TemplateSet): void {
   templates.composeScans.clear();
-  for (const t of templates.all) if (t.inputs) t.reuse = freshReuse();
 }
 
 function checkFeatureRefs(templates: TemplateSet, tenant: Tenant): void {

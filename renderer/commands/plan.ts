@@ -3,14 +3,16 @@
 // tag the change moves to is missing from its registry.
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { Option, type Command } from 'commander';
 import { FlotillaError, RegistryError, SettingError } from '../core/errors.js';
-import { FLEET_FILE, loadFleetFromFiles, type Fleet } from '../fleet.js';
+import { FLEET_FILE, loadFleetFromFiles, type Fleet, type Tenant, type YamlParses } from '../fleet.js';
 import type { CliIo, GlobalOptions } from '../main.js';
 import {
   buildPlan,
   readFleetFilesAtRef,
   readFleetFilesFromDir,
+  type BlobTexts,
   type FleetFiles,
   type PlanReport,
   type RegistryCheck,
@@ -18,7 +20,7 @@ import {
 } from '../plan.js';
 import { renderPlanJson, renderPlanMarkdown } from '../plan-markdown.js';
 import { tagExists, type RegistryCredentials } from '../registry.js';
-import { compileTemplates, renderFleet, type RenderSource } from '../render.js';
+import { compileTemplates, renderTenant, type RenderSource, type TemplateSet } from '../render.js';
 import { resolveSource } from './render.js';
 import { createProgress } from '../progress.js';
 
@@ -50,14 +52,51 @@ function templateInputs(inputs: FleetFiles): { files: Map<string, string>; modes
 /** Reports rendering progress per side (`base`, `head`), one tenant at a time. */
 export type PlanProgress = (phase: 'render base' | 'render head', done: number, total: number, slug: string) => void;
 
+interface RenderedFleetSide {
+  fleet: Fleet;
+  templates: TemplateSet;
+  rendered: RenderedSide[];
+}
+
+/** Whether both sides hold the same templates, byte for byte and mode for mode. */
+function sameTemplates(a: FleetFiles, b: FleetFiles): boolean {
+  const paths = (f: FleetFiles) => [...f.files.keys()].filter((p) => p.startsWith(TEMPLATES_PREFIX));
+  const pa = paths(a);
+  const pb = paths(b);
+  return pa.length === pb.length && pa.every((p) => b.files.get(p) === a.files.get(p) && (b.modes.get(p) ?? 0o644) === (a.modes.get(p) ?? 0o644));
+}
+
+/**
+ * Renders one side. A render is a pure function of the fleet defaults, the tenant and
+ * the templates, so where `other` (the side rendered first) had all three deeply equal,
+ * its render of that tenant is that tenant's render here too: a one-tenant change in a
+ * large fleet renders the unchanged tenants once, not twice. `parses` shares the
+ * parsed YAML of files both sides hold byte for byte.
+ */
 function renderSide(
   inputs: FleetFiles,
   source: RenderSource,
-  onTenant?: (done: number, total: number, slug: string) => void,
-): { fleet: Fleet; rendered: RenderedSide[] } {
-  const fleet = loadFleetFromFiles(inputs.files);
-  const { files, modes } = templateInputs(inputs);
-  return { fleet, rendered: renderFleet(fleet, compileTemplates(files, modes), source, onTenant ? { onTenant } : {}) };
+  parses: YamlParses,
+  onTenant: ((done: number, total: number, slug: string) => void) | undefined,
+  other?: { inputs: FleetFiles; side: RenderedFleetSide },
+): RenderedFleetSide {
+  const fleet = loadFleetFromFiles(inputs.files, parses);
+  let templates: TemplateSet;
+  if (other && sameTemplates(inputs, other.inputs)) templates = other.side.templates;
+  else {
+    const { files, modes } = templateInputs(inputs);
+    templates = compileTemplates(files, modes);
+  }
+  const known = new Map<string, { tenant: Tenant; rendered: RenderedSide }>();
+  if (other && templates === other.side.templates && isDeepStrictEqual(fleet.defaults, other.side.fleet.defaults))
+    other.side.fleet.tenants.forEach((tenant, i) => known.set(tenant.slug, { tenant, rendered: other.side.rendered[i]! }));
+  const rendered = fleet.tenants.map((tenant, i) => {
+    const same = known.get(tenant.slug);
+    const result = same && isDeepStrictEqual(same.tenant, tenant) ? same.rendered : renderTenant(fleet, tenant, templates, source);
+    onTenant?.(i + 1, fleet.tenants.length, tenant.slug);
+    return result;
+  });
+  return { fleet, templates, rendered };
 }
 
 /**
@@ -66,20 +105,23 @@ function renderSide(
  * does not (a first PR, or one fixing a broken main) is a note, every file then new.
  */
 export async function planRepo(opts: PlanRepoOptions): Promise<PlanReport> {
-  const baseInputs = await readFleetFilesAtRef(opts.root, opts.base);
-  const headInputs = opts.head ? await readFleetFilesAtRef(opts.root, opts.head) : await readFleetFilesFromDir(opts.root);
+  const blobs: BlobTexts = new Map();
+  const headInputs = opts.head ? await readFleetFilesAtRef(opts.root, opts.head, undefined, blobs) : await readFleetFilesFromDir(opts.root);
+  const baseInputs = await readFleetFilesAtRef(opts.root, opts.base, undefined, blobs);
   const headCommit = 'commit' in headInputs ? (headInputs.commit as string) : undefined;
   const source = await resolveSource(opts.root, headCommit ? { commit: headCommit } : {});
 
   const progress = opts.onProgress;
-  const head = renderSide(headInputs, source, progress && ((d, t, slug) => progress('render head', d, t, slug)));
+  const parses: YamlParses = new Map();
+  const head = renderSide(headInputs, source, parses, progress && ((d, t, slug) => progress('render head', d, t, slug)));
   const notes: string[] = [];
   let base: RenderedSide[] = [];
   if (!baseInputs.files.has(FLEET_FILE)) {
     notes.push(`The base (${opts.base}) has no ${FLEET_FILE}: every tenant shows as new.`);
   } else {
     try {
-      base = renderSide(baseInputs, source, progress && ((d, t, slug) => progress('render base', d, t, slug))).rendered;
+      const onTenant = progress && ((d: number, t: number, slug: string) => progress('render base', d, t, slug));
+      base = renderSide(baseInputs, source, parses, onTenant, { inputs: headInputs, side: head }).rendered;
     } catch (e) {
       if (!(e instanceof FlotillaError)) throw e;
       notes.push(`The base (${opts.base}) could not be rendered, so every file shows as new: ${e.message.split('\n')[0]}`);
