@@ -418,7 +418,10 @@ export function nodeGitDepsWithTimeout(timeoutMs: number): GitDeps {
   return { fs: nodeFs, http: httpWithTimeout(nodeHttp, timeoutMs) };
 }
 
-/** The raw text of a commit object (headers, gpgsig included, and message), for signature checks. */
+/**
+ * A commit object's bytes as git stores them (headers, gpgsig included, and message), for
+ * signature checks: the signature covers these bytes, whatever the commit's `encoding` says.
+ */
 export async function readRawCommit(gitdir: string, oid: string, deps: GitDeps = nodeGitDeps): Promise<Buffer> {
   try {
     const { type, object } = await git.readObject({ fs: deps.fs, gitdir, oid, format: 'content' });

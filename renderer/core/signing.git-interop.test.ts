@@ -4,7 +4,8 @@
 // does pass `git verify-commit` with the principal the README documents, and a commit
 // with one byte changed fails both. git's verdict is the oracle, and so is the payload:
 // gpg.ssh.program is a wrapper that records the bytes git hands `ssh-keygen -Y verify`,
-// which must be the bytes Flotilla hashes.
+// which must be the bytes Flotilla hashes. RSA signatures, which git accepts, are refused
+// by name: Flotilla verifies Ed25519 only.
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -169,6 +170,23 @@ describe('commits git signs, checked by Flotilla', () => {
     expect(raw.toString()).toMatch(/\nmergetag object [0-9a-f]{40}\n type commit\n[\s\S]* -----BEGIN SSH SIGNATURE-----\n/);
     expect(byGit.ok).toBe(true);
     expect(byFlotilla).toMatchObject({ ok: true });
+  });
+
+  it('an RSA-signed commit, which git accepts, is refused as unsupported (Flotilla verifies Ed25519 only), never misjudged', async () => {
+    const rsaKey = join(work, 'rsa');
+    await run('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-C', 'rsa', '-f', rsaKey]);
+    const rsaAllowed = join(work, 'rsa_allowed_signers');
+    await writeFile(rsaAllowed, `${PRINCIPAL} namespaces="git" ${(await readFile(`${rsaKey}.pub`, 'utf8')).trim()}\n`);
+    const file = join(work, 'message');
+    await writeFile(file, 'signed with rsa\n');
+    await git([...signingGit, '-c', `user.signingkey=${rsaKey}`, 'commit', '-q', '--allow-empty', '-S', '-F', file]);
+    const oid = (await git(['rev-parse', 'HEAD'])).toString().trim();
+    expect((await run('git', ['-C', repo, '-c', `gpg.ssh.allowedSignersFile=${rsaAllowed}`, 'verify-commit', oid])).code).toBe(0);
+    expect(verifyCommitSignature(await readRawCommit(join(repo, '.git'), oid), trusted)).toEqual({
+      ok: false,
+      reason: 'unsupported signature',
+      detail: 'signature type rsa-sha2-512 is not supported (only ssh-ed25519)',
+    });
   });
 
   it("another hash's gpgsig-sha256 header is left out of the payload, as git leaves it out", async () => {
