@@ -163,13 +163,19 @@ describe('planApply', () => {
     expect(renderPlanText(plan)).toMatch(/modified\s+scripts\/health\.sh\s+17 B -> 17 B\s+mode 0644 -> 0755/);
   });
 
-  it('names required variables that neither the patch nor .env define', async () => {
-    const v2 = V2();
-    v2.manifest.requiredVariables = ['IMAGE_TAG', 'DB_PASSWORD', 'SMTP_HOST'];
+  it('names the variables compose would blank or stop on with the patched .env and its environment', async () => {
+    // frappe_docker's image line: ERPNEXT_VERSION is needed only while CUSTOM_TAG is unset or empty.
+    const frappe = `${compose('2')}      IMAGE: \${CUSTOM_IMAGE:-frappe/erpnext}:\${CUSTOM_TAG:-$ERPNEXT_VERSION}\n      HOME_DIR: \${HOME:?}\n`;
+    const v2 = release({ 'docker-compose.yml': frappe }, { envPatch: { IMAGE_TAG: 'v2', CUSTOM_TAG: '' } });
     const plan = await planApply({ installDir: install, manifest: v2.manifest, files: v2.tree });
-    expect(plan.coverage.missing).toEqual(['DB_PASSWORD', 'SMTP_HOST']);
+    expect(plan.coverage.missing).toEqual(['DB_PASSWORD', 'ERPNEXT_VERSION', 'HOME']);
     expect(plan.env.existed).toBe(false);
-    expect(renderPlanText(plan)).toContain('missing DB_PASSWORD, SMTP_HOST: required by compose');
+    expect(renderPlanText(plan)).toContain('missing DB_PASSWORD, ERPNEXT_VERSION, HOME: ');
+
+    await writeFile(join(install, '.env'), 'DB_PASSWORD=x\nCUSTOM_TAG=v15\n');
+    const covered = await planApply({ installDir: install, manifest: v2.manifest, files: v2.tree, composeEnv: { HOME: '/root' } });
+    // The patch empties CUSTOM_TAG again, so the default and its name are back in use.
+    expect(covered.coverage.missing).toEqual(['ERPNEXT_VERSION']);
   });
 
   it('prints the hooks that will run around the swap and when the apply may happen', async () => {

@@ -7,6 +7,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { fileChange, type FileChange, type FileChangeOptions } from '../renderer/core/diff.js';
 import { definedKeys, patchEnvText } from '../renderer/core/env-file.js';
+import { stackMissingVariables } from './env-check.js';
 import { EnvFileError, JournalError, ManifestError, UnsafePathError } from '../renderer/core/errors.js';
 import { checkManagedPath, MAX_MANAGED_FILE_BYTES, sha256, type Manifest } from '../renderer/core/manifest.js';
 import {
@@ -52,7 +53,7 @@ export interface EnvPlan {
 
 export interface EnvCoverage {
   required: string[];
-  /** Required variables neither the env patch nor the host's `.env` defines: the apply is refused. */
+  /** Names compose would blank with a warning or stop on, given the patched `.env`: the apply is refused. */
   missing: string[];
 }
 
@@ -80,6 +81,8 @@ export interface PlanApplyInput {
   /** Secret values generated for this apply (names from secretsToGenerate). */
   generatedSecrets?: Record<string, string>;
   diff?: FileChangeOptions;
+  /** The environment compose runs with (composeEnv): it wins over `.env` when compose interpolates. */
+  composeEnv?: Record<string, string | undefined>;
 }
 
 /** What planApply read from the install dir. */
@@ -207,9 +210,12 @@ export function buildApplyPlan(input: PlanApplyInput, local: LocalState): ApplyP
   if (envBefore !== undefined) env.before = envBefore;
   if (envBefore !== undefined || patched.text !== '') env.after = patched.text;
 
-  const defined = definedKeys(env.after ?? '', ENV_FILE);
   const required = [...new Set(input.manifest.requiredVariables)].sort();
-  const coverage = { required, missing: required.filter((name) => !defined.has(name)) };
+  // What compose itself would blank or stop on with these values; a tree without a
+  // compose file compose picks falls back to the manifest's names.
+  const evaluated = stackMissingVariables(contents, env.after ?? '', input.composeEnv ?? {});
+  const defined = definedKeys(env.after ?? '', ENV_FILE);
+  const coverage = { required, missing: evaluated ?? required.filter((name) => !defined.has(name)) };
 
   return { installDir: input.installDir, manifest: input.manifest, files: planned, kept, env, coverage, contents };
 }

@@ -10,7 +10,7 @@ import { patchEnvFile } from '../renderer/core/env-file.js';
 import { fetchBranch, remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
 import { planApply } from './apply.js';
-import { createComposeRunner } from './compose.js';
+import { composeEnv, createComposeRunner } from './compose.js';
 import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
@@ -239,6 +239,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         manifest,
         files,
         ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
+        composeEnv: composeEnv(io.env),
       });
       io.stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
       if (signed) io.stdout(`signature: ${signed}\n`);
@@ -262,13 +263,13 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
 
   program
     .command('env-check')
-    .description('variables a compose file references and requires, and the required ones the env file lacks (exit 1 if any)')
+    .description('variables a compose file references and requires, and those compose would find missing with the env file (exit 1 if any)')
     .requiredOption('--compose <path>', 'compose file')
     .requiredOption('--env <path>', '.env file')
     .option('--json', 'print {"references","required","missing"}')
     .action(async (opts: { compose: string; env: string; json?: boolean }) => {
       const { envCheck, formatEnvCheck } = await import('./env-check.js');
-      const result = await envCheck(opts.compose, opts.env);
+      const result = await envCheck(opts.compose, opts.env, io.env);
       io.stdout(`${formatEnvCheck(result, opts.json === true)}\n`);
       if (result.missing.length > 0) setExit(1);
     });

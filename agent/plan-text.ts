@@ -32,7 +32,7 @@ export function renderPlanText(plan: ApplyPlan, opts: PlanTextOptions = {}): str
   out.push('', 'env coverage:');
   if (plan.coverage.missing.length > 0) {
     out.push(
-      `  missing ${plan.coverage.missing.join(', ')}: required by compose, defined neither by the env patch nor in .env; the apply will be refused`,
+      `  missing ${plan.coverage.missing.join(', ')}: compose would substitute them blank or stop on them with .env as patched; the apply will be refused`,
     );
   } else {
     out.push(`  all ${plan.coverage.required.length} required variables are defined`);

@@ -43,7 +43,7 @@ import {
   type DriftedFile,
 } from './apply.js';
 import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
-import { detectComposeCommand, waitHealthy } from './compose.js';
+import { composeEnv, detectComposeCommand, waitHealthy } from './compose.js';
 import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
@@ -358,6 +358,7 @@ async function apply(
       manifest: fetched.manifest,
       files: fetched.files,
       generatedSecrets,
+      composeEnv: composeEnv(deps.hookEnv ?? process.env),
     };
     if (state.lastApplied) input.previousManifest = state.lastApplied.manifest;
     if (envText !== undefined) input.envText = envText;
