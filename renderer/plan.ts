@@ -135,6 +135,29 @@ export interface BuildPlanInput {
  * the source commit too; base headers are rewritten to the head's commit so a
  * file differs only where the render does.
  */
+/**
+ * A file whose mode alone changed is rewritten on the host (chmod), so it is modified
+ * here too, with git's `old mode` / `new mode` lines heading its diff.
+ */
+function markModeChanges(files: FileChange[], base: RenderedSide | undefined, head: RenderedSide | undefined): FileChange[] {
+  if (!base || !head) return files;
+  const modeOf = (side: RenderedSide) => new Map(side.manifest.files.map((f) => [f.path, f.mode]));
+  const before = modeOf(base);
+  const after = modeOf(head);
+  const octal = (mode: number) => (mode === 0o755 ? '100755' : '100644');
+  for (const f of files) {
+    const a = before.get(f.path);
+    const b = after.get(f.path);
+    if (a === undefined || b === undefined || a === b) continue;
+    const modeLines = `old mode ${octal(a)}\nnew mode ${octal(b)}\n`;
+    if (f.status === 'unchanged') {
+      f.status = 'modified';
+      f.diff = modeLines;
+    } else if (f.diff !== undefined) f.diff = modeLines + f.diff;
+  }
+  return files;
+}
+
 function filesMap(side: RenderedSide | undefined, headCommit?: string): Map<string, string | undefined> {
   const files = new Map<string, string | undefined>();
   const baseCommit = side?.manifest.source.commit;
@@ -261,10 +284,10 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
     const base = baseBySlug.get(slug);
     const head = headBySlug.get(slug);
     const tenant = tenantBySlug.get(slug);
-    const files = fileChanges(
-      filesMap(base, head?.manifest.source.commit),
-      filesMap(head),
-      input.maxDiffChars ? { maxDiffChars: input.maxDiffChars } : {},
+    const files = markModeChanges(
+      fileChanges(filesMap(base, head?.manifest.source.commit), filesMap(head), input.maxDiffChars ? { maxDiffChars: input.maxDiffChars } : {}),
+      base,
+      head,
     );
     const secrets = new Set<string>([
       ...(base?.manifest.secrets ?? []),

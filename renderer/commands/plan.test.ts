@@ -114,6 +114,27 @@ describe('flotilla plan', () => {
     ]);
   });
 
+  it('shows every tenant changed by a fleet default or a template's mode, though no tenant file moved', async () => {
+    const { dir, git } = await fleetRepo();
+    await write(dir, { 'fleet/fleet.yaml': FLEET['fleet/fleet.yaml'].replace('REGISTRY', '127.0.0.1:5001') });
+    git('commit', '-q', '-am', 'move the registry');
+    const moved = await planRepo({ root: dir, base: git('rev-parse', 'HEAD^'), head: 'HEAD' });
+    expect(moved.tenants.map((t) => [t.slug, t.files.filter((f) => f.status !== 'unchanged').map((f) => f.path)])).toEqual([
+      ['bnkops', ['docker-compose.yml']],
+      ['linda', ['docker-compose.yml']],
+      ['pia', ['docker-compose.yml']],
+    ]);
+    git('update-index', '--chmod=+x', 'templates/nginx/nginx.conf.hbs');
+    git('commit', '-q', '-m', 'nginx.conf executable');
+    const chmod = await planRepo({ root: dir, base: git('rev-parse', 'HEAD^'), head: 'HEAD' });
+    expect(chmod.tenants.map((t) => t.change)).toEqual(['changed', 'changed', 'changed']);
+    // The host chmods the file, so the PR says so, as git shows a mode change.
+    expect(chmod.tenants[0]!.files.find((f) => f.path === 'nginx/nginx.conf')).toMatchObject({
+      status: 'modified',
+      diff: 'old mode 100644\nnew mode 100755\n',
+    });
+  });
+
   it('reports required variables a new template needs and no tenant defines', async () => {
     const { dir } = await fleetRepo();
     await write(dir, {
