@@ -114,7 +114,7 @@ describe('flotilla plan', () => {
     ]);
   });
 
-  it('shows every tenant changed by a fleet default or a template's mode, though no tenant file moved', async () => {
+  it('shows every tenant changed by a fleet default or by the mode of a template, though no tenant file moved', async () => {
     const { dir, git } = await fleetRepo();
     await write(dir, { 'fleet/fleet.yaml': FLEET['fleet/fleet.yaml'].replace('REGISTRY', '127.0.0.1:5001') });
     git('commit', '-q', '-am', 'move the registry');
