@@ -4,14 +4,22 @@
 // the test run (test/support/global-setup-docker.ts). The verdict is what the agent's
 // apply reads: `waitHealthy` fed with the runner's `expectedServices`, as reconcile does.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { scanComposeText } from '../renderer/core/compose-vars.js';
 import { ComposeStepError } from '../renderer/core/errors.js';
+import { remoteBranchHead } from '../renderer/core/git.js';
+import { MANIFEST_PATH, serializeManifest, sha256, type Manifest, type RenderedFile } from '../renderer/core/manifest.js';
+import { publishTenants } from '../renderer/publish.js';
+import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { docker } from '../test/support/images.js';
+import { fakeSourceCommit, FIXTURE_SOURCE_REPO } from '../test/support/tenant-fixture.js';
 import type { ComposeRunner, ComposeTarget, ServiceState } from './compose-runner.js';
 import { createComposeRunner, waitHealthy } from './compose.js';
+import { parseAgentConfig } from './config.js';
+import { reconcileOnce } from './reconcile.js';
 
 const ctx = inject('docker');
 const client = { host: ctx.host, dockerConfig: ctx.dockerConfig };
@@ -47,7 +55,7 @@ const COMPOSE = [
   '',
 ].join('\n');
 
-const runner = createComposeRunner({ dockerHost: ctx.host, env: { ...process.env, DOCKER_CONFIG: ctx.dockerConfig } });
+const runner = createComposeRunner({ command: ['docker-compose'], dockerHost: ctx.host, env: { ...process.env, DOCKER_CONFIG: ctx.dockerConfig } });
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -153,5 +161,89 @@ describe('health verdict on the real engine', () => {
     const health = await verdict(target);
     expect(health.ok).toBe(false);
     expect(health.detail).toBe('0/1 healthy, 2 done (init, migrate); app has no container');
+  });
+});
+
+describe('an apply of a stack with one-shots, on the real engine', () => {
+  const TENANT = 'oneshot';
+  let git: GitServer;
+  let work: string;
+  let repoUrl: string;
+  let release = 0;
+
+  beforeAll(async () => {
+    git = await startGitServer();
+    await git.createBareRepo('fleet.git');
+    repoUrl = git.url('fleet.git');
+    work = await mkdtemp(join(process.env.FLOTILLA_TEST_RUN_DIR ?? tmpdir(), 'health-apply-'));
+    await mkdir(join(work, 'install'));
+  });
+
+  afterAll(async () => {
+    await runner.down({ dir: join(work, 'install'), project: TENANT }).catch(() => {});
+    await git?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  /** Publishes the stack above to tenants/oneshot with these env-patch values, as the publish workflow does. */
+  async function publish(envPatch: Record<string, string>): Promise<string> {
+    const sourceCommit = fakeSourceCommit(`oneshot release ${++release}`);
+    const files: RenderedFile[] = [{ path: 'docker-compose.yml', content: COMPOSE, mode: 0o644 }];
+    const manifest: Manifest = {
+      schemaVersion: 1,
+      tenant: TENANT,
+      mode: 'managed',
+      imageTag: `r${release}`,
+      source: { repo: FIXTURE_SOURCE_REPO, commit: sourceCommit },
+      files: files.map((f) => ({ path: f.path, sha256: sha256(f.content), mode: f.mode })),
+      envPatch,
+      requiredVariables: scanComposeText(COMPOSE, 'docker-compose.yml').required,
+      secrets: [],
+    };
+    files.push({ path: MANIFEST_PATH, content: serializeManifest(manifest), mode: 0o644 });
+    await publishTenants({
+      repoUrl,
+      workDir: join(work, 'publish.git'),
+      tenants: [{ slug: TENANT, files }],
+      source: { repo: FIXTURE_SOURCE_REPO, commit: sourceCommit },
+    });
+    return (await remoteBranchHead(repoUrl, `tenants/${TENANT}`))!;
+  }
+
+  async function once() {
+    const statuses: string[] = [];
+    const outcome = await reconcileOnce({
+      config: parseAgentConfig({
+        FLOTILLA_REPO: repoUrl,
+        FLOTILLA_TENANT: TENANT,
+        FLOTILLA_DIR: join(work, 'install'),
+        FLOTILLA_STATE_DIR: join(work, 'state'),
+        FLOTILLA_HEALTH_TIMEOUT: '30',
+        FLOTILLA_COMPOSE: 'docker-compose',
+      }),
+      compose: runner,
+      report: async (u) => void statuses.push(`${u.state}: ${u.description}`),
+      log: () => {},
+      healthPollMs: 250,
+    });
+    return { outcome, statuses };
+  }
+
+  it('applies the release instead of rolling it back: the one-shots are done, the profile and scale-0 services not missed', async () => {
+    const commit = await publish({ MIGRATE_EXIT: '0' });
+
+    const { outcome, statuses } = await once();
+
+    expect(outcome).toEqual({ kind: 'applied', commit, description: 'r1 up, 1/1 healthy, 2 done (init, migrate)' });
+    expect(statuses.at(-1)).toBe('success: r1 up, 1/1 healthy, 2 done (init, migrate)');
+  });
+
+  it('fails the next release whose migration exits 1, naming migrate, and brings the previous stack back', async () => {
+    const commit = await publish({ MIGRATE_EXIT: '1' });
+
+    const { outcome, statuses } = await once();
+
+    expect(outcome).toMatchObject({ kind: 'failed', commit });
+    expect(statuses.at(-1)).toMatch(/^failure: up failed: migrate exited \(1\); rolled back, previous stack 1\/1 healthy, 2 done \(init, migrate\)$/);
   });
 });
