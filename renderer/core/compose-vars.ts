@@ -297,6 +297,21 @@ export function scanComposeText(yamlText: string, file: string): VariableScan {
  * @throws ComposeFileError as scanComposeText describes.
  */
 function forEachComposeValue(yamlText: string, file: string, visit: (value: string) => void): void {
+  loadComposeTree(yamlText, file, (path, value) => {
+    try {
+      visit(value);
+    } catch (e) {
+      if (e instanceof InvalidInterpolationError) throw invalidAt(file, path, value);
+      throw e;
+    }
+  });
+}
+
+const invalidAt = (file: string, path: string, value: string): ComposeFileError =>
+  new ComposeFileError(file, path, `invalid interpolation format in ${JSON.stringify(value)}; write a literal $ as $$`);
+
+/** Loads a compose file and calls `visit` with each string value and its YAML path. */
+function loadComposeTree(yamlText: string, file: string, visit: (path: string, value: string) => void): void {
   let tree: unknown;
   try {
     // Duplicate keys are an error (as in compose); `<<` merge keys are resolved.
@@ -310,20 +325,7 @@ function forEachComposeValue(yamlText: string, file: string, visit: (value: stri
   if (tree !== null && tree !== undefined && (typeof tree !== 'object' || Array.isArray(tree))) {
     throw new ComposeFileError(file, '', 'the top level of a compose file must be a mapping');
   }
-  forEachStringValue(tree, (path, value) => {
-    try {
-      visit(value);
-    } catch (e) {
-      if (e instanceof InvalidInterpolationError) {
-        throw new ComposeFileError(
-          file,
-          path,
-          `invalid interpolation format in ${JSON.stringify(value)}; write a literal $ as $$`,
-        );
-      }
-      throw e;
-    }
-  });
+  forEachStringValue(tree, visit);
 }
 
 /** What compose would complain about while interpolating, each list sorted and unique. */
@@ -363,10 +365,33 @@ export function evaluateComposeText(
   env: Record<string, string | undefined>,
 ): VariableEvaluation {
   const collector = new EvaluationCollector();
-  forEachComposeValue(yamlText, file, (value) => {
-    interpolate(value, env, collector.onUnset, collector.onRequiredMissing);
-  });
+  for (const [path, value] of valuesWithDollar(yamlText, file)) {
+    try {
+      interpolate(value, env, collector.onUnset, collector.onRequiredMissing);
+    } catch (e) {
+      if (e instanceof InvalidInterpolationError) throw invalidAt(file, path, value);
+      throw e;
+    }
+  }
   return collector.done();
+}
+
+// A plan evaluates every tenant's compose file, base and head, and most tenants share
+// one text: the YAML is loaded once per distinct text. Bounded like render's scan memo.
+const DOLLAR_VALUES_MEMO_LIMIT = 64;
+const dollarValuesMemo = new Map<string, [string, string][]>();
+
+/** The string values (with their YAML paths) that hold a `$`: the only ones interpolation can change. */
+function valuesWithDollar(yamlText: string, file: string): [string, string][] {
+  const known = dollarValuesMemo.get(yamlText);
+  if (known) return known;
+  const found: [string, string][] = [];
+  loadComposeTree(yamlText, file, (path, value) => {
+    if (value.includes('$')) found.push([path, value]);
+  });
+  if (dollarValuesMemo.size >= DOLLAR_VALUES_MEMO_LIMIT) dollarValuesMemo.clear();
+  dollarValuesMemo.set(yamlText, found);
+  return found;
 }
 
 /** The environment compose interpolates a project with, and what reading `.env` reported. */
