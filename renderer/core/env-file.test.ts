@@ -153,6 +153,9 @@ describe('patchEnvText', () => {
       ['" and \\ are escaped inside double quotes', 'A=1\n', 'say "hi" \\o/', 'A="say \\"hi\\" \\\\o/"\n'],
       ['a plain value is bare', 'A="x"\nB=1\n', 'v2.10.3', 'A="x"\nB=v2.10.3\n'],
       ['an empty value is bare', 'A=1\n', '', 'A=\n'],
+      ["$ and ' together: double quotes, $ escaped (compose-go reads \\$ as $)", 'A=1\n', "it's $5 off", 'A="it\'s \\$5 off"\n'],
+      ['$ with a trailing backslash: double quotes', 'A=1\n', '$x\\', 'A="\\$x\\\\"\n'],
+      ['$, \' and " together', 'A=1\n', `"it's" $HOME`, 'A="\\"it\'s\\" \\$HOME"\n'],
     ])('%s', (_name, text, value, expected) => {
       const key = expected.includes('B=') ? 'B' : 'A';
       const result = patch(text, { [key]: value });
@@ -161,10 +164,9 @@ describe('patchEnvText', () => {
     });
 
     it.each([
-      ['$ and \' together', "it's $5", "both \"$\" and \"'\""],
       ['a line break', 'a\nb', 'line break'],
       ['a carriage return', 'a\rb', 'line break'],
-      ['$ with a trailing backslash', '$x\\', 'ends with "\\"'],
+      ['a lone surrogate', 'a\uD800b', 'lone UTF-16 surrogate'],
     ])('refuses %s, naming file and key', (_name, value, message) => {
       const text = 'A=1\nSECRET=keep\n';
       const err = refusal(() => patchEnvText(text, { SECRET: value }, 'hosts/linda/.env'));
@@ -278,7 +280,8 @@ describe('patchEnvFile', () => {
     const path = join(dir, '.env');
     const original = Buffer.from('# keep me\r\nA=1\nB="x"', 'utf8');
     await writeFile(path, original);
-    await expect(patchEnvFile(path, { A: 'fine', B: "$it's" })).rejects.toMatchObject({ file: path, key: 'B' });
+    await expect(patchEnvFile(path, { A: 'fine', B: 'two\nlines' })).rejects.toMatchObject({ file: path, key: 'B' });
+    await expect(patchEnvFile(path, { A: 'fine', B: '${HOME}' }, 'v1')).rejects.toMatchObject({ file: path, key: 'B' });
     await expect(patchEnvFile(path, { 'BAD KEY': 'v' })).rejects.toBeInstanceOf(EnvFileError);
     expect(await readFile(path)).toEqual(original);
     expect(await readdir(dir)).toEqual(['.env']);

@@ -11,7 +11,15 @@
 // written, and `interpolated` says when compose would expand `$` in them.
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic-write.js';
+import { interpolate } from './compose-vars.js';
 import { EnvFileError } from './errors.js';
+
+/**
+ * Which compose reads the `.env`: `v2` is compose-go's dotenv (Docker Compose
+ * v2), `v1` is docker-compose 1.29, which reads it with python-dotenv 0.21.
+ * They disagree on escapes and on `$`, so a value is written for one of them.
+ */
+export type ComposeFlavour = 'v1' | 'v2';
 
 /** The comment line above keys the patcher appends; written once per file, ever. */
 export const ADDED_KEYS_MARKER = '# Added by fleet env-patch';
@@ -100,11 +108,16 @@ export interface EnvPatchResult {
  * final newline all stay. A duplicated key has its last occurrence (the one
  * compose uses) patched. Keys not in the file are appended after one
  * `# Added by fleet env-patch` line (written only if the file has none yet),
- * with the file's line ending. A value equal to the current one is left alone.
- * Throws EnvFileError, before changing anything, for an invalid key name or a
- * value that cannot be written safely (see encodeEnvValue).
+ * with the file's line ending. A value `flavour` already reads as the patched
+ * one is left alone. Throws EnvFileError, before changing anything, for an
+ * invalid key name or a value `flavour` cannot read back (see encodeEnvValue).
  */
-export function patchEnvText(text: string, patch: Record<string, string>, file: string): EnvPatchResult {
+export function patchEnvText(
+  text: string,
+  patch: Record<string, string>,
+  file: string,
+  flavour: ComposeFlavour = 'v2',
+): EnvPatchResult {
   for (const [key, value] of Object.entries(patch)) {
     if (!VARIABLE_NAME.test(key)) {
       throw new EnvFileError(file, 'not a valid variable name (letters, digits and _, not starting with a digit)', undefined, key);
@@ -116,6 +129,8 @@ export function patchEnvText(text: string, patch: Record<string, string>, file: 
   const view = parseEnvText(text, file);
   const lastEntry = new Map<string, EnvEntry>();
   for (const entry of view.entries) lastEntry.set(entry.key, entry);
+  // python-dotenv reads some forms differently from compose-go, so "already equal" is v1's own reading there.
+  const v1Reading = flavour === 'v1' ? readPythonDotenv(text) : undefined;
 
   const edits: { start: number; end: number; text: string }[] = [];
   const changed: string[] = [];
@@ -124,15 +139,16 @@ export function patchEnvText(text: string, patch: Record<string, string>, file: 
   for (const [key, value] of Object.entries(patch)) {
     const entry = lastEntry.get(key);
     if (!entry) {
-      appendedLines.push(`${key}=${encodeEnvValue(value, '', file, key)}`);
+      appendedLines.push(`${key}=${encodeEnvValue(value, '', file, key, undefined, flavour)}`);
       added.push(key);
       continue;
     }
     // An interpolated value only looks equal; compose would read something else.
-    if (!entry.interpolated && entry.value === value) continue;
-    let encoded = encodeEnvValue(value, entry.quote, file, key, entry.line);
+    if (v1Reading ? v1Reading.get(key)?.literal === value : !entry.interpolated && entry.value === value) continue;
+    const after = text.slice(entry.valueEnd, lineEnd(text, entry.valueEnd));
+    let encoded = encodeEnvValue(value, entry.quote, file, key, entry.line, flavour, after);
     // `A= # note` is the value "# note" to compose: an emptied bare value before a comment needs quotes.
-    if (encoded === '' && text.slice(entry.valueEnd, lineEnd(text, entry.valueEnd)).trim() !== '') encoded = '""';
+    if (encoded === '' && after.trim() !== '') encoded = '""';
     edits.push({ start: entry.valueStart, end: entry.valueEnd, text: encoded });
     changed.push(key);
   }
@@ -148,20 +164,38 @@ export function patchEnvText(text: string, patch: Record<string, string>, file: 
     if (!view.hasAddedKeysMarker) out += ADDED_KEYS_MARKER + eol;
     out += appendedLines.map((line) => line + eol).join('');
   }
+  if (flavour === 'v1' && (changed.length > 0 || added.length > 0)) {
+    // python-dotenv reads lines compose-go rejects or reads otherwise (`A: x` is no
+    // assignment to it), so the whole result is read back, not only the new slots.
+    const reading = readPythonDotenv(out);
+    for (const key of [...changed, ...added]) {
+      if (reading.get(key)?.literal !== patch[key]) {
+        throw new EnvFileError(file, V1_CANNOT_READ_LINE, lastEntry.get(key)?.line, key);
+      }
+    }
+  }
   return { text: out, changed, added };
 }
 
+const V1_CANNOT_READ_LINE =
+  'compose v1 (python-dotenv) would not read this line back as the patched value; rewrite it as KEY=value by hand';
+
 /**
- * How a value is written, so that compose reads back exactly `value`:
- * - with `$`: single quotes, so compose does not interpolate it; refused when
- *   it also holds `'` (no quoting keeps both literal) or ends with `\`
- *   (compose-go reads `\'` as an escaped quote, leaving the value unterminated);
- * - else single quotes again when the old value was single-quoted and the new
- *   one has no `'` and does not end with `\`;
- * - else double quotes, `\` and `"` escaped, when the old value was
- *   double-quoted or the new one holds whitespace, `#`, `'`, `"` or `\`;
- * - else bare.
- * A line break is refused in every case: values are written on one line.
+ * How a value is written so that `flavour` reads back exactly `value`. The
+ * forms, in order of preference (the first that `flavour` reads back wins, so
+ * values written before keep their form):
+ * - with `$`: single quotes, which neither compose expands; else double
+ *   quotes, with `$` escaped as `\$` for compose-go (python-dotenv has no
+ *   escape for `$` and expands only `${...}`, so v1 gets the `$` as it is);
+ * - else single quotes again when the old value was single-quoted;
+ * - double quotes, `\` and `"` escaped, when the old value was double-quoted
+ *   or the new one holds whitespace, `#`, `'`, `"` or `\`;
+ * - bare; then single quotes with `'` escaped as `\'`, then bare again.
+ * Refused, with the reason and never the value: a line break (values are
+ * written on one line), text that is not well-formed UTF-16 (a lone surrogate
+ * cannot be written as UTF-8), for v1 a `${NAME}` or `${NAME:-x}` (python-dotenv
+ * expands it in every form), and whatever else no form reads back.
+ * `after` is what follows the value on its line (an inline comment, spaces).
  */
 export function encodeEnvValue(
   value: string,
@@ -169,28 +203,63 @@ export function encodeEnvValue(
   file: string,
   key: string,
   line?: number,
+  flavour: ComposeFlavour = 'v2',
+  after = '',
 ): string {
-  if (/[\r\n]/.test(value)) {
-    throw new EnvFileError(file, 'value contains a line break; the env patch writes one-line values only', line, key);
-  }
-  if (value.includes('$')) {
-    if (value.includes("'")) {
-      throw new EnvFileError(file, `value contains both "$" and "'"; no quoting keeps both literal for compose`, line, key);
+  const refuse = (detail: string): never => {
+    throw new EnvFileError(file, detail, line, key);
+  };
+  if (/[\r\n]/.test(value)) refuse('value contains a line break; the env patch writes one-line values only');
+  if (LONE_SURROGATE.test(value)) refuse('value holds a lone UTF-16 surrogate, which cannot be written as UTF-8');
+  if (flavour === 'v1') {
+    PYTHON_DOTENV_VARIABLE.lastIndex = 0;
+    if (PYTHON_DOTENV_VARIABLE.test(value)) {
+      refuse('value contains "${...}", which compose v1 (python-dotenv) expands in every quoting; it cannot be written for this host');
     }
-    if (value.endsWith('\\')) {
-      throw new EnvFileError(file, 'value contains "$" and ends with "\\"; compose cannot read that back literally', line, key);
-    }
-    return `'${value}'`;
   }
-  if (oldQuote === "'" && !value.includes("'") && !value.endsWith('\\')) return `'${value}'`;
-  if (oldQuote === '"' || NEEDS_DOUBLE_QUOTES.test(value)) {
-    return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  const bare = value;
+  const single = `'${value}'`;
+  const double = `"${value.replace(flavour === 'v1' ? /[\\"]/g : /[\\"$]/g, (c) => `\\${c}`)}"`;
+  const singleEscaped = `'${value.replace(/'/g, "\\'")}'`;
+  const candidates: string[] = [];
+  if (value.includes('$')) candidates.push(single, double);
+  else {
+    if (oldQuote === "'") candidates.push(single);
+    if (oldQuote === '"' || NEEDS_DOUBLE_QUOTES.test(value)) candidates.push(double);
+    candidates.push(bare, double);
   }
-  return value;
+  candidates.push(singleEscaped, bare);
+  for (const candidate of candidates) {
+    if (readsBack(candidate, value, flavour, after)) return candidate;
+  }
+  return refuse(
+    flavour === 'v1'
+      ? 'no quoting makes compose v1 (python-dotenv) read this value back exactly (it ends with "\\" and holds a space or a quote)'
+      : 'no quoting makes compose read this value back exactly',
+  );
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 // Whitespace as either JS or Go sees it (U+0085 is Go-only, U+FEFF JS-only), plus the quote-worthy characters.
 const NEEDS_DOUBLE_QUOTES = /[\s\u0085#'"\\]/;
+
+/**
+ * Whether `flavour` reads `written`, followed by `after` on its line, as
+ * `value`. A following line holding both quotes is part of the test: an
+ * unterminated quote (python-dotenv's `"a\\"`, compose-go's `'a\'`) runs on
+ * to the next quote in the file, wherever that is.
+ */
+function readsBack(written: string, value: string, flavour: ComposeFlavour, after: string): boolean {
+  const text = `K=${written}${after}\n# "'\nL=1\n`;
+  if (flavour === 'v1') return readPythonDotenv(text).get('K')?.literal === value;
+  try {
+    const entry = parseEnvText(text, 'probe').entries.find((e) => e.key === 'K');
+    return entry !== undefined && !entry.interpolated && entry.value === value && entry.endLine === 1;
+  } catch {
+    return false;
+  }
+}
 
 export interface EnvFilePatchResult {
   changed: string[];
@@ -206,7 +275,11 @@ export interface EnvFilePatchResult {
  * when there is something to write. Refuses a file that is not UTF-8, since
  * rewriting it would change bytes outside the patched values.
  */
-export async function patchEnvFile(path: string, patch: Record<string, string>): Promise<EnvFilePatchResult> {
+export async function patchEnvFile(
+  path: string,
+  patch: Record<string, string>,
+  flavour: ComposeFlavour = 'v2',
+): Promise<EnvFilePatchResult> {
   let bytes: Buffer | undefined;
   try {
     bytes = await readFile(path);
@@ -222,11 +295,164 @@ export async function patchEnvFile(path: string, patch: Record<string, string>):
       throw new EnvFileError(path, 'is not valid UTF-8; refusing to rewrite it');
     }
   }
-  const result = patchEnvText(text, patch, path);
+  const result = patchEnvText(text, patch, path, flavour);
   if (bytes && result.text === text) return { changed: [], added: [], written: false };
   if (!bytes && result.text === '') return { changed: [], added: [], written: false };
   await writeFileAtomic(path, result.text, bytes ? {} : { mode: 0o600 });
   return { changed: result.changed, added: result.added, written: true };
+}
+
+/**
+ * Each key's value as `flavour` reads `.env` text, variables expanded with
+ * `environment` (the shell compose runs in) behind the file's own earlier
+ * keys, as both composes do. v2 throws EnvFileError where compose-go refuses
+ * the file (syntax, an invalid `$` expression, a missing `${X:?}`); v1 skips
+ * lines python-dotenv cannot parse, as it does. A bare `KEY` line is left out
+ * for v2 (compose-go takes it from the shell) and empty for v1 (docker-compose
+ * reads it so).
+ */
+export function readEnvValues(
+  text: string,
+  file: string,
+  flavour: ComposeFlavour,
+  environment: Record<string, string> = {},
+): Map<string, string> {
+  if (flavour === 'v1') {
+    const out = new Map<string, string>();
+    // docker-compose takes a `KEY` line without `=` (python-dotenv's None) for an empty value.
+    for (const [key, read] of readPythonDotenv(text, environment)) out.set(key, read.value ?? '');
+    return out;
+  }
+  const scanned = scanEnvText(text, file);
+  const out = new Map<string, string>();
+  scanned.entries.forEach((entry, i) => {
+    const template = scanned.templates[i];
+    if (template === undefined) {
+      out.set(entry.key, entry.value);
+      return;
+    }
+    try {
+      out.set(entry.key, interpolate(template, { ...environment, ...Object.fromEntries(out) }));
+    } catch (err) {
+      // The compose error quotes the value; the reason alone is said here, since values may be secret.
+      const reason = err instanceof Error && err.name === 'MissingRequiredVariableError' ? 'a required variable is missing' : 'invalid "$" expression';
+      throw new EnvFileError(file, `compose cannot expand the value: ${reason}`, entry.line, entry.key);
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// python-dotenv 0.21 (what docker-compose 1.29 reads `.env` with), rule for rule:
+// dotenv/parser.py parse_stream, dotenv/main.py resolve_variables, dotenv/variables.py.
+
+/** Python's `\s` (str.isspace): JS's without U+FEFF, plus U+001C-U+001F. */
+const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+/** `[^\S\r\n]`: Python whitespace other than a line break. */
+const PY_INLINE_SPACE = PY_SPACE.replace('\\n\\v\\f\\r', '\\v\\f');
+const pyRegex = (source: string) => new RegExp(source.replaceAll('\\s', `[${PY_SPACE}]`).replaceAll('[^\\S\\r\\n]', `[${PY_INLINE_SPACE}]`), 'y');
+const PY = {
+  multilineWhitespace: pyRegex('\\s*'),
+  whitespace: pyRegex('[^\\S\\r\\n]*'),
+  export: pyRegex('(?:export[^\\S\\r\\n]+)?'),
+  singleQuotedKey: pyRegex("'([^']+)'"),
+  unquotedKey: new RegExp(`([^=#${PY_SPACE}]+)`, 'y'),
+  equalSign: pyRegex('(=[^\\S\\r\\n]*)'),
+  singleQuotedValue: pyRegex("'((?:\\\\'|[^'])*)'"),
+  doubleQuotedValue: pyRegex('"((?:\\\\"|[^"])*)"'),
+  unquotedValue: pyRegex('([^\\r\\n]*)'),
+  comment: pyRegex('(?:[^\\S\\r\\n]*#[^\\r\\n]*)?'),
+  endOfLine: pyRegex('[^\\S\\r\\n]*(?:\\r\\n|\\n|\\r|$)'),
+  restOfLine: pyRegex('[^\\r\\n]*(?:\\r|\\n|\\r\\n)?'),
+};
+const PY_INLINE_COMMENT = new RegExp(`[${PY_SPACE}]+#[\\s\\S]*`);
+const PY_TRAILING_SPACE = new RegExp(`[${PY_SPACE}]+$`);
+const PY_DOUBLE_QUOTE_ESCAPES = /\\[\\'"abfnrtv]/g;
+const PY_SINGLE_QUOTE_ESCAPES = /\\[\\']/g;
+const PY_ESCAPE: Record<string, string> = { '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+/** What python-dotenv expands: `${NAME}` and `${NAME:-default}`, nothing else. */
+const PYTHON_DOTENV_VARIABLE = /\$\{([^}:]*)(?::-([^}]*))?\}/g;
+
+interface PythonDotenvValue {
+  /** The value after expansion; undefined for a `KEY` line without `=`. */
+  value: string | undefined;
+  /** The value when it holds nothing python-dotenv expands, so it reads the same in every environment. */
+  literal: string | undefined;
+}
+
+/** What docker-compose 1.29 reads from `.env` text: each key's last value, expanded. */
+function readPythonDotenv(text: string, environment: Record<string, string> = {}): Map<string, PythonDotenvValue> {
+  // Read as docker-compose opens it: encoding utf-8-sig (a BOM dropped), universal newlines.
+  const s = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
+  let pos = 0;
+  const match = (regex: RegExp): RegExpExecArray | undefined => {
+    regex.lastIndex = pos;
+    const m = regex.exec(s);
+    if (!m) return undefined;
+    pos = regex.lastIndex;
+    return m;
+  };
+  const must = (regex: RegExp): RegExpExecArray => {
+    const m = match(regex);
+    if (!m) throw PARSE_ERROR;
+    return m;
+  };
+  const bindings: [string, string | undefined][] = [];
+  while (pos < s.length) {
+    try {
+      must(PY.multilineWhitespace);
+      if (pos >= s.length) break;
+      must(PY.export);
+      if (s[pos] === '#') {
+        must(PY.comment);
+        must(PY.endOfLine);
+        continue;
+      }
+      const key = must(s[pos] === "'" ? PY.singleQuotedKey : PY.unquotedKey)[1]!;
+      must(PY.whitespace);
+      let value: string | undefined;
+      if (s[pos] === '=') {
+        must(PY.equalSign);
+        value = readPythonValue(s[pos], must);
+      }
+      must(PY.comment);
+      must(PY.endOfLine);
+      bindings.push([key, value]);
+    } catch (err) {
+      if (err !== PARSE_ERROR) throw err;
+      // From where the failing rule stopped, not from the statement's start: a quoted
+      // value already read over several lines stays read.
+      must(PY.restOfLine);
+    }
+  }
+
+  const out = new Map<string, PythonDotenvValue>();
+  for (const [key, raw] of bindings) {
+    if (raw === undefined) {
+      out.set(key, { value: undefined, literal: undefined });
+      continue;
+    }
+    let expanded = false;
+    const value = raw.replace(PYTHON_DOTENV_VARIABLE, (_m, name: string, fallback: string | undefined) => {
+      expanded = true;
+      const own = out.get(name);
+      if (own) return own.value ?? '';
+      return Object.hasOwn(environment, name) ? environment[name]! : (fallback ?? '');
+    });
+    out.delete(key);
+    out.set(key, { value, literal: expanded ? undefined : value });
+  }
+  return out;
+}
+
+const PARSE_ERROR = new Error('python-dotenv parse error');
+
+function readPythonValue(first: string | undefined, must: (regex: RegExp) => RegExpExecArray): string {
+  const unescape = (escapes: RegExp, raw: string) => raw.replace(escapes, (m) => PY_ESCAPE[m[1]!]!);
+  if (first === "'") return unescape(PY_SINGLE_QUOTE_ESCAPES, must(PY.singleQuotedValue)[1]!);
+  if (first === '"') return unescape(PY_DOUBLE_QUOTE_ESCAPES, must(PY.doubleQuotedValue)[1]!);
+  if (first === undefined || first === '\n' || first === '\r') return '';
+  return must(PY.unquotedValue)[1]!.replace(PY_INLINE_COMMENT, '').replace(PY_TRAILING_SPACE, '');
 }
 
 // ---------------------------------------------------------------------------
@@ -245,6 +471,8 @@ const DOUBLE_QUOTE_ESCAPE = /\\(?:[abcfnrtv$"\\]|0\d{0,3})/g;
 
 interface ScanResult {
   entries: EnvEntry[];
+  /** Per entry, what compose-go expands variables in (`\$` as `$$`); undefined for single-quoted values. */
+  templates: (string | undefined)[];
   /** Text of each comment, from `#` to the end of its line. */
   comments: string[];
 }
@@ -252,6 +480,7 @@ interface ScanResult {
 function scanEnvText(text: string, file: string): ScanResult {
   const lineAt = lineIndex(text);
   const entries: EnvEntry[] = [];
+  const templates: (string | undefined)[] = [];
   const comments: string[] = [];
   const n = text.length;
   let pos = text.startsWith('\uFEFF') ? 1 : 0;
@@ -317,7 +546,8 @@ function scanEnvText(text: string, file: string): ScanResult {
         throw new EnvFileError(file, `unterminated quoted value ${text.slice(p, lineEnd(text, p)).slice(0, 80)}`, line);
       }
       const { raw, end } = closing;
-      const decoded = quote === '"' ? expandEscapes(raw) : { value: raw, interpolated: false };
+      const decoded = quote === '"' ? expandEscapes(raw) : { value: raw, interpolated: false, template: undefined };
+      templates.push(decoded.template);
       entries.push({
         key,
         value: decoded.value,
@@ -345,6 +575,7 @@ function scanEnvText(text: string, file: string): ScanResult {
       valueStart = terminator + 1;
       while (valueStart < n && text[valueStart] !== '\r' && INLINE_SPACE.has(text[valueStart]!)) valueStart++;
     }
+    templates.push(value);
     entries.push({
       key,
       value,
@@ -358,7 +589,7 @@ function scanEnvText(text: string, file: string): ScanResult {
     });
     pos = end;
   }
-  return { entries, comments };
+  return { entries, templates, comments };
 }
 
 /**
@@ -384,32 +615,39 @@ function scanQuoted(text: string, start: number, quote: '"' | "'"): { raw: strin
   }
 }
 
-/** compose-go's expandEscapes, with `\$` giving a literal `$` (compose-go's `$$` after expansion). */
-function expandEscapes(raw: string): { value: string; interpolated: boolean } {
+/**
+ * compose-go's expandEscapes: `template` is its result, which compose-go then
+ * expands variables in (`\$` became `$$` there); `value` reads `\$` as the
+ * literal `$` it ends as.
+ */
+function expandEscapes(raw: string): { value: string; interpolated: boolean; template: string } {
   const interpolated = raw.replace(DOUBLE_QUOTE_ESCAPE, '').includes('$');
-  const value = raw.replace(DOUBLE_QUOTE_ESCAPE, (match) => {
-    switch (match[1]) {
-      case 'a': return '\x07';
-      case 'b': return '\b';
-      case 'f': return '\f';
-      case 'n': return '\n';
-      case 'r': return '\r';
-      case 't': return '\t';
-      case 'v': return '\v';
-      case '$': return '$';
-      case '"': return '"';
-      case '\\': return '\\';
-      case '0': {
-        // Go's UnquoteChar: exactly three octal digits, at most 255; anything else stays as written.
-        const digits = match.slice(2);
-        if (!/^[0-7]{3}$/.test(digits)) return match;
-        const code = parseInt(digits, 8);
-        return code <= 255 ? String.fromCharCode(code) : match;
-      }
-      default: return match; // `\c`: in the pattern, but not an escape Go knows
+  const template = raw.replace(DOUBLE_QUOTE_ESCAPE, (match) => (match === '\\$' ? '$$' : unescapeOne(match)));
+  const value = raw.replace(DOUBLE_QUOTE_ESCAPE, (match) => (match === '\\$' ? '$' : unescapeOne(match)));
+  return { value, interpolated, template };
+}
+
+/** One escape of DOUBLE_QUOTE_ESCAPE other than `\$`, as Go's strconv.UnquoteChar reads it. */
+function unescapeOne(match: string): string {
+  switch (match[1]) {
+    case 'a': return '\x07';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'v': return '\v';
+    case '"': return '"';
+    case '\\': return '\\';
+    case '0': {
+      // Go's UnquoteChar: exactly three octal digits, at most 255; anything else stays as written.
+      const digits = match.slice(2);
+      if (!/^[0-7]{3}$/.test(digits)) return match;
+      const code = parseInt(digits, 8);
+      return code <= 255 ? String.fromCharCode(code) : match;
     }
-  });
-  return { value, interpolated };
+    default: return match; // `\c`: in the pattern, but not an escape Go knows
+  }
 }
 
 function lineEnd(text: string, from: number): number {
