@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse as dotenvParse } from 'dotenv';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvFileError } from './errors.js';
-import { definedKeys, parseEnvText, patchEnvFile, patchEnvText, type EnvFileView } from './env-file.js';
+import { definedKeys, parseEnvText, patchEnvFile, patchEnvText, readEnvValues, type EnvFileView } from './env-file.js';
 
 const fixture = (name: string) => readFileSync(join(import.meta.dirname, 'fixtures/env', name), 'utf8');
 const patch = (text: string, p: Record<string, string>) => patchEnvText(text, p, '.env');
@@ -160,7 +160,7 @@ describe('patchEnvText', () => {
       const key = expected.includes('B=') ? 'B' : 'A';
       const result = patch(text, { [key]: value });
       expect(result.text).toBe(expected);
-      expect(parseEnvText(result.text, '.env').values.get(key)).toBe(value);
+      expect(readEnvValues(result.text, '.env', 'v2', { HOME: '/root', x: 'x' }).get(key)).toBe(value);
     });
 
     it.each([
@@ -173,6 +173,48 @@ describe('patchEnvText', () => {
       expect(err).toMatchObject({ file: 'hosts/linda/.env', key: 'SECRET', line: 2 });
       expect(err.message).toContain(message);
       expect(err.message).toContain('hosts/linda/.env');
+    });
+  });
+
+  describe('for compose v1 (python-dotenv 0.21, checked against the binary in env-file.compose-v1.test.ts)', () => {
+    const v1 = (text: string, p: Record<string, string>) => patchEnvText(text, p, '.env', 'v1');
+
+    it.each([
+      ["$ and ' together: double quotes, $ as it is (python-dotenv has no \\$)", 'A=1\n', "it's $5 off", 'A="it\'s $5 off"\n'],
+      ['a value with $ is single-quoted, as for v2', 'A=1\n', 'p$ss', "A='p$ss'\n"],
+      ['\\\\ with $: double quotes (single quotes would read \\\\ as \\)', 'A=1\n', 'a\\\\b$', 'A="a\\\\\\\\b$"\n'],
+      ['$ with a trailing backslash: bare (a quoted value ending in \\ runs on)', 'A=1 # c\n', '$x\\', 'A=$x\\ # c\n'],
+      ['a plain value is bare', 'A=1\n', 'v2.10.3', 'A=v2.10.3\n'],
+      ['U+001C, which python strips from a bare value, gets quotes', 'A=1\n', 'x\u001c', 'A="x\u001c"\n'],
+    ])('%s', (_name, text, value, expected) => {
+      const result = v1(text, { A: value });
+      expect(result.text).toBe(expected);
+      expect(readEnvValues(result.text, '.env', 'v1', { HOME: '/root', x: 'x' }).get('A')).toBe(value);
+    });
+
+    it.each([
+      ['${NAME}, which python-dotenv expands in every quoting', 'a${HOME}b', 'expands in every quoting'],
+      ['${NAME:-default}', '${X:-y}', 'expands in every quoting'],
+      ['a trailing backslash after a leading space', ' x\\', 'no quoting makes compose v1'],
+    ])('refuses %s, naming file, line and key but never the value', (_name, value, message) => {
+      const err = refusal(() => v1('A=1\nSECRET=keep\n', { SECRET: value }));
+      expect(err).toMatchObject({ file: '.env', key: 'SECRET', line: 2 });
+      expect(err.message).toContain(message);
+      expect(err.message).not.toContain(value);
+      // compose v2 holds each of them.
+      expect(readEnvValues(patch('', { SECRET: value }).text, '.env', 'v2').get('SECRET')).toBe(value);
+    });
+
+    it('refuses to patch a line python-dotenv does not read as an assignment (YAML style)', () => {
+      const err = refusal(() => v1('A: 1\n', { A: '2' }));
+      expect(err).toMatchObject({ key: 'A', line: 1 });
+      expect(err.message).toContain('would not read this line back');
+    });
+
+    it("takes a value as unchanged by python-dotenv's reading, not compose-go's", () => {
+      // 'a\\b' is a\\b to compose-go and a\b to python-dotenv.
+      expect(v1("A='a\\\\b'\n", { A: 'a\\b' })).toEqual({ text: "A='a\\\\b'\n", changed: [], added: [] });
+      expect(patch("A='a\\\\b'\n", { A: 'a\\b' }).changed).toEqual(['A']);
     });
   });
 
