@@ -407,6 +407,13 @@ describe('conformance with compose-go (fixtures/env/dotenv-parse.json)', () => {
     }
     if (!c.lookup_env && ![...last.values()].some((e) => e.interpolated)) expect(values(view)).toEqual(expected);
   });
+
+  it.each(checkable.filter((c) => !composeGoOutcome(c)!.error).map((c) => [c.name, c] as const))(
+    'readEnvValues(v2) gives compose-go\'s values, variables expanded: %s',
+    (_name, c) => {
+      expect(Object.fromEntries(readEnvValues(c.input, 'case.env', 'v2', c.lookup_env ?? {}))).toEqual(composeGoOutcome(c)!.result);
+    },
+  );
 });
 
 describe('conformance of the dotenv package with motdotla cases', () => {

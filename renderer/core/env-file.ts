@@ -303,9 +303,10 @@ export async function patchEnvFile(
 }
 
 /**
- * Each key's value as `flavour` reads `.env` text, variables expanded with
- * `environment` (the shell compose runs in) behind the file's own earlier
- * keys, as both composes do. v2 throws EnvFileError where compose-go refuses
+ * Each key's value as `flavour` reads `.env` text, variables expanded from
+ * the file's earlier keys and `environment` (the shell compose runs in): for
+ * v2 the shell wins over the file (compose-go looks it up first), for v1 the
+ * file wins (python-dotenv's override). v2 throws EnvFileError where compose-go refuses
  * the file (syntax, an invalid `$` expression, a missing `${X:?}`); v1 skips
  * lines python-dotenv cannot parse, as it does. A bare `KEY` line is left out
  * for v2 (compose-go takes it from the shell) and empty for v1 (docker-compose
@@ -332,7 +333,7 @@ export function readEnvValues(
       return;
     }
     try {
-      out.set(entry.key, interpolate(template, { ...environment, ...Object.fromEntries(out) }));
+      out.set(entry.key, interpolate(template, { ...Object.fromEntries(out), ...environment }));
     } catch (err) {
       // The compose error quotes the value; the reason alone is said here, since values may be secret.
       const reason = err instanceof Error && err.name === 'MissingRequiredVariableError' ? 'a required variable is missing' : 'invalid "$" expression';
