@@ -122,6 +122,46 @@ describe('runHooks', () => {
     expect((await readdir(hookOutputDir(stateDir, 'dump'))).sort()).toEqual(['dump-3.sql', 'dump-4.sql', 'dump-5.sql']);
     expect(await runLogs('dump')).toHaveLength(5);
   });
+
+  it('never loses the last good dump to failed runs: a failed run’s files are removed and do not count toward `keep`', async () => {
+    // Run n writes dump-n.sql; runs 3-5 write part of it (and overwrite latest.sql) and then fail, as a dump of a database in trouble does.
+    const dump = {
+      name: 'dump',
+      keep: 2,
+      run: ['sh', '-c', 'n=$(cat "$HOME/n"); echo "rows $n" > "$FLOTILLA_HOOK_OUTPUT_DIR/dump-$n.sql"; echo "rows $n" > "$FLOTILLA_HOOK_OUTPUT_DIR/latest.sql"; test ! -f "$HOME/fail" || { echo "pg_dump: connection lost" >&2; exit 1; }'],
+    };
+    const home = join(work, 'home');
+    await mkdir(home);
+    const run = async (n: number, fail: boolean) => {
+      await writeFile(join(home, 'n'), String(n));
+      if (fail) await writeFile(join(home, 'fail'), '');
+      else await rm(join(home, 'fail'), { force: true });
+      const opts = options({ env: { PATH: process.env.PATH, HOME: home } });
+      const err = await runHooks('preSwap', [dump], opts).then(() => undefined, (e: unknown) => e);
+      return { err, lines: opts.lines };
+    };
+    const files = async () => {
+      const dir = hookOutputDir(stateDir, 'dump');
+      const names = (await readdir(dir)).sort();
+      return Object.fromEntries(await Promise.all(names.map(async (n) => [n, await readFile(join(dir, n), 'utf8')] as const)));
+    };
+    for (const n of [1, 2]) expect((await run(n, false)).err).toBeUndefined();
+    const good = { 'dump-1.sql': 'rows 1\n', 'dump-2.sql': 'rows 2\n', 'latest.sql': 'rows 2\n' };
+    // keep 2 counted files: dump-1.sql went when run 2 added two.
+    const { 'dump-1.sql': _gone, ...afterTwo } = good;
+    expect(await files()).toEqual(afterTwo);
+    for (const n of [3, 4, 5]) {
+      const { err, lines } = await run(n, true);
+      expect((err as HookFailedError).message).toBe('pre-swap hook dump failed: pg_dump: connection lost');
+      expect(lines.join('\n')).toContain('removed the 2 file(s) it wrote');
+      expect(lines.join('\n')).not.toContain('rotated out');
+      expect(await files()).toEqual(afterTwo);
+    }
+    expect(await runLogs('dump')).toHaveLength(5);
+    // The next good run counts, and rotates out only good files older than it.
+    expect((await run(6, false)).err).toBeUndefined();
+    expect(await files()).toEqual({ 'dump-6.sql': 'rows 6\n', 'latest.sql': 'rows 6\n' });
+  });
 });
 
 // ---- inside a reconcile pass ----

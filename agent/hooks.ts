@@ -6,9 +6,10 @@
 // state dir beside the journal:
 //
 //   <stateDir>/hooks/<name>/runs/<time>-<phase>.log   argv, exit, stdout, stderr (last HOOK_RUN_LOGS_KEPT)
-//   <stateDir>/hooks/<name>/output/                    FLOTILLA_HOOK_OUTPUT_DIR (newest `keep` files)
+//   <stateDir>/hooks/<name>/output/                    successful runs' files (newest `keep`)
+//   <stateDir>/hooks/<name>/incoming/                  FLOTILLA_HOOK_OUTPUT_DIR while a run is going
 //   <stateDir>/hooks/bin/compose                       `compose` for shell hooks: the host's compose command
-import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../renderer/core/atomic-write.js';
 import { HookFailedError } from '../renderer/core/errors.js';
@@ -49,9 +50,20 @@ export function hooksDir(stateDir: string): string {
   return join(stateDir, 'hooks');
 }
 
-/** FLOTILLA_HOOK_OUTPUT_DIR of a hook: where it writes dumps; rotated to its `keep`. */
+/** Where a hook's files (dumps) are kept: only those of successful runs, rotated to its `keep`. */
 export function hookOutputDir(stateDir: string, name: string): string {
   return join(hooksDir(stateDir), name, 'output');
+}
+
+/**
+ * FLOTILLA_HOOK_OUTPUT_DIR while a run is going. A run writes here, never into the
+ * output folder itself: a failed dump is partial, and had it landed among the good
+ * ones it would count toward `keep` and rotate out the last good dump, which is the
+ * one needed when the database is in trouble. Moved into the output folder on
+ * success, removed on failure (and at the next run, after a crash).
+ */
+export function hookIncomingDir(stateDir: string, name: string): string {
+  return join(hooksDir(stateDir), name, 'incoming');
 }
 
 export function hookRunsDir(stateDir: string, name: string): string {
@@ -106,6 +118,18 @@ export async function rotateFiles(dir: string, keep: number): Promise<string[]> 
   return removed;
 }
 
+/** Moves what a successful run wrote into the output folder (a same-named older file is replaced). */
+async function keepRunOutput(incoming: string, outputDir: string): Promise<void> {
+  for (const name of await readdir(incoming)) {
+    const target = join(outputDir, name);
+    const [from, to] = await Promise.all([lstat(join(incoming, name)), lstat(target).catch(() => undefined)]);
+    // rename() replaces a file but not a non-empty folder; a folder a run rewrote is taken whole.
+    if (to && (to.isDirectory() || from.isDirectory())) await rm(target, { recursive: true, force: true });
+    await rename(join(incoming, name), target);
+  }
+  await rm(incoming, { recursive: true, force: true });
+}
+
 function lastLine(text: string): string | undefined {
   const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && l !== '[output truncated]');
   return lines[lines.length - 1];
@@ -137,7 +161,8 @@ function runLogText(hook: HookCommand, phase: HookPhase, argv: string[], dir: st
 /**
  * Runs the hooks of one phase in order and stops at the first failure, throwing
  * HookFailedError (phase, name, last output line, log file). Every run, failed or
- * not, leaves its log; output folders are rotated after each run.
+ * not, leaves its log; a successful run's files join its output folder, which is then
+ * rotated; a failed run's files are removed.
  */
 export async function runHooks(phase: HookPhase, hooks: HookCommand[], opts: HookRunOptions): Promise<HookRun[]> {
   const now = opts.now ?? (() => new Date());
@@ -147,9 +172,13 @@ export async function runHooks(phase: HookPhase, hooks: HookCommand[], opts: Hoo
   const runs: HookRun[] = [];
   for (const hook of hooks) {
     const outputDir = hookOutputDir(opts.stateDir, hook.name);
+    const incoming = hookIncomingDir(opts.stateDir, hook.name);
     const runsDir = hookRunsDir(opts.stateDir, hook.name);
     await mkdir(outputDir, { recursive: true, mode: 0o700 });
     await mkdir(runsDir, { recursive: true, mode: 0o700 });
+    // Left by a run the agent did not see finish (a crash): never a good dump.
+    await rm(incoming, { recursive: true, force: true });
+    await mkdir(incoming, { mode: 0o700 });
     const argv = hookArgv(hook.run, compose);
     const timeoutSeconds = hook.timeoutSeconds ?? DEFAULT_HOOK_TIMEOUT_SECONDS;
     const started = now();
@@ -157,7 +186,7 @@ export async function runHooks(phase: HookPhase, hooks: HookCommand[], opts: Hoo
     opts.log(`${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: running`);
     const result = await runCommand(argv, {
       cwd: opts.dir,
-      env: hookEnv(opts.env, { name: hook.name, phase, project: opts.project, outputDir, binDir }),
+      env: hookEnv(opts.env, { name: hook.name, phase, project: opts.project, outputDir: incoming, binDir }),
       timeoutMs: timeoutSeconds * 1000,
       maxOutputBytes: RUN_LOG_OUTPUT_BYTES,
     });
@@ -165,15 +194,21 @@ export async function runHooks(phase: HookPhase, hooks: HookCommand[], opts: Hoo
     const logFile = join(runsDir, `${started.toISOString().replace(/[-:]/g, '')}-${HOOK_PHASE_LABELS[phase]}.log`);
     await writeFile(logFile, runLogText(hook, phase, argv, opts.dir, started, ms, result), { mode: 0o600 });
     await rotateFiles(runsDir, HOOK_RUN_LOGS_KEPT);
-    const removed = await rotateFiles(outputDir, hook.keep ?? DEFAULT_HOOK_KEEP);
-    if (removed.length > 0) opts.log(`${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: rotated out ${removed.join(', ')}`);
     runs.push({ name: hook.name, phase, code: result.code, logFile });
     // The hook's output stays in its log file: it may hold data the agent log must not.
     if (result.code !== 0) {
+      const partial = (await readdir(incoming).catch(() => [] as string[])).length;
+      await rm(incoming, { recursive: true, force: true });
       const detail = hookFailureDetail(result, timeoutSeconds);
-      opts.log(`${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: failed (exit ${result.code}); output in ${logFile}`);
+      opts.log(
+        `${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: failed (exit ${result.code}); output in ${logFile}${partial ? `; removed the ${partial} file(s) it wrote, the kept ones untouched` : ''}`,
+      );
       throw new HookFailedError(HOOK_PHASE_LABELS[phase], hook.name, detail, logFile);
     }
+    // Only now does the run count toward `keep`: a failure above never rotated a good file out.
+    await keepRunOutput(incoming, outputDir);
+    const removed = await rotateFiles(outputDir, hook.keep ?? DEFAULT_HOOK_KEEP);
+    if (removed.length > 0) opts.log(`${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: rotated out ${removed.join(', ')}`);
     const kept = (await readdir(outputDir)).length;
     opts.log(`${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: ok in ${(ms / 1000).toFixed(1)} s${kept ? `; ${kept} file(s) in ${outputDir}` : ''}`);
   }
