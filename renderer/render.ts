@@ -5,8 +5,10 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import { scanComposeText, type VariableScan } from './core/compose-vars.js';
+import { encodeEnvValue } from './core/env-file.js';
 import {
   ComposeFileError,
+  EnvFileError,
   FlotillaError,
   ManifestError,
   RenderedOutputError,
@@ -423,7 +425,17 @@ function parseEnvPatch(text: string, tenant: Tenant): Record<string, string> {
     if (!ENV_KEY.test(key)) fail(lineNo, `${JSON.stringify(key)} is not a valid variable name`);
     if (Object.hasOwn(patch, key)) fail(lineNo, `${key} is set twice`);
     if (tenant.secrets.includes(key)) fail(lineNo, `${key} is a secret; secret values are never rendered or committed`);
-    patch[key] = line.slice(eq + 1);
+    const value = line.slice(eq + 1);
+    // What every agent's patcher would refuse stops here, in check and render, not on the hosts.
+    // The fleet does not say which compose its hosts run, so compose v2's reading decides:
+    // v2 holds every value v1 holds (v1 refuses `${...}` besides), so this refuses only what no host can write.
+    try {
+      encodeEnvValue(value, '', '.env', key, undefined, 'v2');
+    } catch (e) {
+      if (!(e instanceof EnvFileError)) throw e;
+      fail(lineNo, `${key}: ${e.detail}`);
+    }
+    patch[key] = value;
   }
   return patch;
 }
