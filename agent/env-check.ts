@@ -4,7 +4,12 @@
 // anything is missing) lives in main.ts.
 import { readFile } from 'node:fs/promises';
 import { ComposeFileError, EnvFileError } from '../renderer/core/errors.js';
-import { composeEnvironment, evaluateComposeText, scanComposeText } from '../renderer/core/compose-vars.js';
+import {
+  COMPOSE_FILE_NAMES,
+  composeEnvironment,
+  evaluateComposeText,
+  scanComposeText,
+} from '../renderer/core/compose-vars.js';
 import { composeEnv } from './compose.js';
 
 export interface EnvCheckResult {
@@ -19,9 +24,6 @@ export interface EnvCheckResult {
    */
   missing: string[];
 }
-
-/** compose-go's default file names, in the order it takes the first one present. */
-export const COMPOSE_FILE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yml', 'docker-compose.yaml'] as const;
 
 /**
  * Pure: the check on the two files' text. `processEnv` is the environment compose

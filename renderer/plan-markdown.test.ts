@@ -33,6 +33,9 @@ function configFor(slug: string, lines: number, version: number): string {
 
 const slugsOf = (n: number) => Array.from({ length: n }, (_, i) => `t${String(i).padStart(3, '0')}`);
 
+// S3_BUCKET is needed only while S3_URL is unset or empty: the base's env patch sets S3_URL, the head's does not.
+const COMPOSE_T000 = 'services:\n  api:\n    environment:\n      LOG_LEVEL: $LOG_LEVEL\n      JWT_SECRET: ${JWT_SECRET:?}\n      S3: ${S3_URL:-s3://$S3_BUCKET}\n';
+
 async function smallPlan(registryCheck?: RegistryCheck): Promise<PlanReport> {
   const fleet = fleetWith(['t000', 't001', 't002', 't003'], { t002: 'mode: adopted\npaused: true\n' });
   const nginxBefore = 'x'.repeat(5296);
@@ -43,7 +46,11 @@ async function smallPlan(registryCheck?: RegistryCheck): Promise<PlanReport> {
     headSide: { ref: 'working tree' },
     registryCheck,
     base: [
-      side('t000', { 'docker-compose.yml': 'services: {}\n', 'nginx/conf.d/default.conf': nginxBefore }, { envPatch: { LOG_LEVEL: 'info' } }),
+      side(
+        't000',
+        { 'docker-compose.yml': COMPOSE_T000, 'nginx/conf.d/default.conf': nginxBefore },
+        { envPatch: { LOG_LEVEL: 'info', S3_URL: 's3://tenant-bucket' } },
+      ),
       side('t001', { 'docker-compose.yml': 'services: {}\n' }),
       side('t002', { 'docker-compose.yml': 'services: {}\n' }, {}, true),
       side('t003', { 'docker-compose.yml': 'services: {}\n' }),
@@ -51,7 +58,7 @@ async function smallPlan(registryCheck?: RegistryCheck): Promise<PlanReport> {
     head: [
       side(
         't000',
-        { 'docker-compose.yml': 'services: {}\n', 'nginx/conf.d/default.conf': nginxAfter, 'configs/new.yml': 'a: 1\n' },
+        { 'docker-compose.yml': COMPOSE_T000, 'nginx/conf.d/default.conf': nginxAfter, 'configs/new.yml': 'a: 1\n' },
         {
           imageTag: 'v2.11.0',
           envPatch: { LOG_LEVEL: 'debug', JWT_SECRET: 'hunter2-do-not-show' },
@@ -78,7 +85,7 @@ describe('renderPlanMarkdown', () => {
     expect(md).toContain('#### `t000` · `v2.10.3` → `v2.11.0`');
     expect(md).toContain('| `nginx/conf.d/default.conf` | **modified** | 5,296 → 15,695 (+10,399) |');
     expect(md).toContain('| `configs/new.yml` | **created** | — → 5 |');
-    expect(md).toContain('| `docker-compose.yml` | unchanged | 13 |');
+    expect(md).toContain('| `docker-compose.yml` | unchanged | 133 |');
   });
 
   it('folds each diff in <details> and collapses unchanged tenants into one line', async () => {

@@ -152,7 +152,7 @@ function preflight(report: PlanReport): string[] {
   if (uncovered.length > 0) {
     out.push(
       '> [!CAUTION]',
-      `> **Env coverage:** compose requires variables that neither the env patch, the tenant's secrets nor its \`hostEnv\` define (${plural(uncovered.length, 'tenant')}). The agent will refuse to apply until they are defined.`,
+      `> **Env coverage:** in ${plural(uncovered.length, 'tenant')}, compose would leave variables blank or stop on them, given the env patch and the keys the host holds (the tenant's secrets and \`hostEnv\`). The agent will refuse to apply until they have values.`,
       '>',
     );
     for (const t of uncovered.slice(0, 20)) {

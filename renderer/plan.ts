@@ -7,7 +7,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { fileChanges, type FileChange } from './core/diff.js';
-import { GitError } from './core/errors.js';
+import { COMPOSE_FILE_NAMES, evaluateComposeText } from './core/compose-vars.js';
+import { ComposeFileError, GitError } from './core/errors.js';
 import { byCodeUnits, describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
 import { HEADER_PREFIX } from './render.js';
@@ -35,7 +36,10 @@ export interface EnvChange {
 export interface EnvCoverage {
   /** Variables the head compose file requires. */
   required: string[];
-  /** Required, but neither the env patch, the tenant's secrets nor its hostEnv define them. */
+  /**
+   * Names compose would substitute blank (with its warning) or stop on, given the env
+   * patch and the keys the host holds (the tenant's secrets and hostEnv, taken as set).
+   */
   missing: string[];
   /** Of `missing`, those that were not missing in the base render (the change introduces them). */
   newlyMissing: string[];
@@ -213,15 +217,37 @@ export function hostSettingChanges(before: Manifest | undefined, after: Manifest
   });
 }
 
-function missingVariables(manifest: Manifest | undefined, tenant: Tenant | undefined): string[] {
-  if (!manifest) return [];
-  const defined = new Set<string>([
-    ...Object.keys(manifest.envPatch),
-    ...manifest.secrets,
-    ...(tenant?.secrets ?? []),
-    ...(tenant?.hostEnv ?? []),
+// Stands for the value of a key the host holds (a generated secret, a `hostEnv` name):
+// unknown here, but set and not empty, which is all interpolation asks of it.
+const HOST_HELD_VALUE = '(held on the host)';
+
+/**
+ * What compose would substitute blank with its warning, or stop on, in the side's
+ * compose file with the values the PR knows: the env patch (written into the host's
+ * `.env`, so it wins) over the keys the host holds. Without a compose file compose
+ * can read, the manifest's required names that none of those define.
+ */
+function missingVariables(side: RenderedSide | undefined, tenant: Tenant | undefined): string[] {
+  if (!side) return [];
+  const { manifest } = side;
+  const hostHeld = [...manifest.secrets, ...(tenant?.secrets ?? []), ...(tenant?.hostEnv ?? [])];
+  const env: Record<string, string> = Object.fromEntries([
+    ...hostHeld.map((name) => [name, HOST_HELD_VALUE] as const),
+    ...Object.entries(manifest.envPatch),
   ]);
-  return [...new Set(manifest.requiredVariables)].filter((v) => !defined.has(v)).sort(byCodeUnits);
+  const composeFile = COMPOSE_FILE_NAMES.map((name) => side.files.find((f) => f.path === name)).find((f) => f);
+  if (composeFile) {
+    // A first-line comment (the header naming the tenant) holds no value; without it most
+    // tenants share one text, which is loaded once.
+    const text = composeFile.content.replace(/^#[^\n]*\n/, '');
+    try {
+      return evaluateComposeText(text, composeFile.path, env).missing.sort(byCodeUnits);
+    } catch (e) {
+      // Render rejects such a file with its path; the plan does not stop for it.
+      if (!(e instanceof ComposeFileError)) throw e;
+    }
+  }
+  return [...new Set(manifest.requiredVariables)].filter((v) => !Object.prototype.hasOwnProperty.call(env, v)).sort(byCodeUnits);
 }
 
 /** The first wave that names the tenant, as publish rolls out. */
@@ -296,8 +322,8 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
       ...fleet.defaults.secrets,
     ]);
     const env = envChanges(base?.manifest.envPatch ?? {}, head?.manifest.envPatch ?? {}, secrets);
-    const missing = missingVariables(head?.manifest, tenant);
-    const missingBefore = new Set(missingVariables(base?.manifest, tenant));
+    const missing = missingVariables(head, tenant);
+    const missingBefore = new Set(missingVariables(base, tenant));
     const imageTag: TenantPlan['imageTag'] = {};
     if (base) imageTag.before = base.manifest.imageTag;
     if (head) imageTag.after = head.manifest.imageTag;

@@ -328,6 +328,9 @@ function loadComposeTree(yamlText: string, file: string, visit: (path: string, v
   forEachStringValue(tree, visit);
 }
 
+/** compose-go's default compose file names, in the order it takes the first one present. */
+export const COMPOSE_FILE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yml', 'docker-compose.yaml'] as const;
+
 /** What compose would complain about while interpolating, each list sorted and unique. */
 export interface VariableEvaluation {
   /** Names compose substitutes blank with "The X variable is not set. Defaulting to a blank string." */
