@@ -217,6 +217,8 @@ export function encodeEnvValue(
       refuse('value contains "${...}", which compose v1 (python-dotenv) expands in every quoting; it cannot be written for this host');
     }
   }
+  // The common case, without reading candidates back: both composes read these characters bare as written.
+  if (oldQuote === '' && PLAIN_VALUE.test(value)) return value;
   const bare = value;
   const single = `'${value}'`;
   const double = `"${value.replace(flavour === 'v1' ? /[\\"]/g : /[\\"$]/g, (c) => `\\${c}`)}"`;
@@ -239,6 +241,7 @@ export function encodeEnvValue(
   );
 }
 
+const PLAIN_VALUE = /^[A-Za-z0-9_.,/:@+=-]+$/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 // Whitespace as either JS or Go sees it (U+0085 is Go-only, U+FEFF JS-only), plus the quote-worthy characters.
