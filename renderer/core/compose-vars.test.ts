@@ -125,6 +125,7 @@ describe('conformance: compose-files.json', () => {
     expect(scan.references).toEqual(sortedUnique(c.references));
     expect(scan.required).toEqual(sortedUnique(c.required));
     expect(missingVariables(scan.required, Object.keys(c.env))).toEqual(sortedUnique(c.missing));
+    expect(evaluateComposeText(c.yaml, 'compose.yaml', c.env).missing).toEqual(sortedUnique(c.missing));
   });
 });
 
