@@ -36,6 +36,8 @@ export interface HookRunOptions {
   /** Where the allow-listed variables come from (as for compose); nothing else passes. */
   env: Record<string, string | undefined>;
   log: (line: string) => void;
+  /** Hides host values (HostSecrets.redact) in run logs and failure details, before any cut. */
+  redact?: (text: string) => string;
   now?: () => Date;
 }
 
@@ -136,8 +138,9 @@ function lastLine(text: string): string | undefined {
 }
 
 /** What a status says about a failed run: its last output line (stderr first), else its exit. */
-export function hookFailureDetail(result: RunResult, timeoutSeconds: number): string {
-  const said = lastLine(result.stderr) ?? lastLine(result.stdout);
+export function hookFailureDetail(result: RunResult, timeoutSeconds: number, redact: (text: string) => string = (t) => t): string {
+  // Redacted before the 80-character cut: a cut value would otherwise leave as a prefix too short to recognise.
+  const said = lastLine(redact(result.stderr)) ?? lastLine(redact(result.stdout));
   const clipped = said && said.length > 80 ? `${said.slice(0, 77)}...` : said;
   if (result.timedOut) return `timed out after ${timeoutSeconds} s${clipped ? `: ${clipped}` : ''}`;
   return clipped ?? `exit code ${result.code}`;
@@ -192,14 +195,15 @@ export async function runHooks(phase: HookPhase, hooks: HookCommand[], opts: Hoo
     });
     const ms = performance.now() - t0;
     const logFile = join(runsDir, `${started.toISOString().replace(/[-:]/g, '')}-${HOOK_PHASE_LABELS[phase]}.log`);
-    await writeFile(logFile, runLogText(hook, phase, argv, opts.dir, started, ms, result), { mode: 0o600 });
+    const redact = opts.redact ?? ((text: string) => text);
+    await writeFile(logFile, redact(runLogText(hook, phase, argv, opts.dir, started, ms, result)), { mode: 0o600 });
     await rotateFiles(runsDir, HOOK_RUN_LOGS_KEPT);
     runs.push({ name: hook.name, phase, code: result.code, logFile });
     // The hook's output stays in its log file: it may hold data the agent log must not.
     if (result.code !== 0) {
       const partial = (await readdir(incoming).catch(() => [] as string[])).length;
       await rm(incoming, { recursive: true, force: true });
-      const detail = hookFailureDetail(result, timeoutSeconds);
+      const detail = hookFailureDetail(result, timeoutSeconds, redact);
       opts.log(
         `${HOOK_PHASE_LABELS[phase]} hook ${hook.name}: failed (exit ${result.code}); output in ${logFile}${partial ? `; removed the ${partial} file(s) it wrote, the kept ones untouched` : ''}`,
       );

@@ -1,7 +1,8 @@
 // The agent's log: one line per step. Human-readable text by default (colour on a
 // TTY), JSON lines with `--log-format json` for a log shipper. Every line passes
-// through redactSecrets first: the known token values and anything shaped like a
-// credential (URL userinfo, bearer headers, GitHub token prefixes) become ***.
+// through the host's redaction (agent/redact.ts: `.env` values, secrets) and then
+// redactSecrets: the known token values and anything shaped like a credential (URL
+// userinfo, bearer headers, GitHub token prefixes) become ***.
 import { pino, type Logger } from 'pino';
 import { SettingError } from '../renderer/core/errors.js';
 
@@ -41,6 +42,8 @@ export interface AgentLogOptions {
   color?: boolean;
   /** Values never to print (tokens from the settings). */
   secrets?: readonly string[];
+  /** Applied to every line when it is written (HostSecrets.redact: host values, read at that moment). */
+  redact?: (text: string) => string;
   /** Tests pin the clock. */
   now?: () => Date;
 }
@@ -88,6 +91,7 @@ export function textLine(record: LogRecord, colour: boolean): string {
 /** A logger writing through `write`, synchronously (a crash must not lose the line that explains it). */
 export function createAgentLog(opts: AgentLogOptions): AgentLog {
   const secrets = opts.secrets ?? [];
+  const hostRedact = opts.redact ?? ((text: string) => text);
   const pretty = opts.format === 'text' ? (record: LogRecord) => textLine(record, opts.color === true) : undefined;
   const logger = pino(
     {
@@ -98,7 +102,7 @@ export function createAgentLog(opts: AgentLogOptions): AgentLog {
       hooks: {
         logMethod(args, method) {
           const [first, ...rest] = args;
-          if (typeof first === 'string') return method.apply(this, [redactSecrets(first, secrets), ...rest] as Parameters<typeof method>);
+          if (typeof first === 'string') return method.apply(this, [redactSecrets(hostRedact(first), secrets), ...rest] as Parameters<typeof method>);
           return method.apply(this, args);
         },
       },

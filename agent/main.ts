@@ -19,6 +19,7 @@ import { checkCommitSigned } from './signature-check.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { createStatusReporter, type StatusClientOptions } from './report.js';
 import { createAgentLog, parseLogFormat, type LogFormat } from './log.js';
+import { loadHostSecrets, type HostSecrets } from './redact.js';
 // Commands and options a daemon rarely uses load their modules when used: the idle agent's memory
 // is the sum of what it imports (prom-client, yaml and the installer are not needed to poll).
 import type { AgentMetrics, MetricsServer } from './metrics.js';
@@ -42,6 +43,8 @@ export interface AgentIo {
   logFormat?: LogFormat;
   /** Colour the text log (stderr is a TTY). */
   color?: boolean;
+  /** Hides host values in an error message; set once a command has its settings. */
+  redact?: (text: string) => string;
 }
 
 export const EXIT_INTERNAL = 70;
@@ -57,13 +60,27 @@ export function pollBackoffMs(failures: number, baseMs: number, maxMs: number, r
   return full / 2 + random() * (full / 2);
 }
 
-function logger(io: AgentIo, config: Pick<AgentConfig, 'tenant' | 'gitToken' | 'githubToken'>): (line: string) => void {
+function logger(io: AgentIo, config: Pick<AgentConfig, 'tenant' | 'gitToken' | 'githubToken'>, host?: HostSecrets): (line: string) => void {
   const secrets = [config.gitToken, config.githubToken].filter((s): s is string => !!s);
-  return createAgentLog({ format: io.logFormat ?? 'text', tenant: config.tenant, write: io.stderr, color: io.color === true, secrets });
+  return createAgentLog({
+    format: io.logFormat ?? 'text',
+    tenant: config.tenant,
+    write: io.stderr,
+    color: io.color === true,
+    secrets,
+    ...(host ? { redact: (text: string) => host.redact(text) } : {}),
+  });
 }
 
 async function configFrom(io: AgentIo, envFile: string | undefined): Promise<AgentConfig> {
   return loadAgentConfig(envFile, io.env as NodeJS.ProcessEnv);
+}
+
+/** The host's redaction for this command; errors that end the command pass through it too. */
+async function hostSecretsFor(io: AgentIo, config: AgentConfig): Promise<HostSecrets> {
+  const host = await loadHostSecrets(config);
+  io.redact = (text) => host.redact(text);
+  return host;
 }
 
 function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
@@ -73,8 +90,9 @@ function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
 
 /** One pass with everything wired: lock held by the caller. */
 async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal, ignoreWindow = false): Promise<ReconcileOutcome> {
-  const log = logger(io, config);
-  const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log });
+  const secrets = await hostSecretsFor(io, config);
+  const log = logger(io, config, secrets);
+  const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log, redact: (text) => secrets.redact(text) });
   const reporter = createStatusReporter(config, outbox, log, { ...io.statusClient, ...(io.fetch ? { fetch: io.fetch } : {}) });
   await reporter.flush();
   const outcome = await reconcileOnce({
@@ -85,6 +103,7 @@ async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal, igno
     ...(signal ? { signal } : {}),
     ...(ignoreWindow ? { ignoreWindow } : {}),
     hookEnv: io.env,
+    secrets,
   });
   log(`outcome: ${outcome.kind}${'description' in outcome ? `: ${outcome.description}` : ''}`);
   return outcome;
@@ -132,7 +151,8 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .option('--metrics <ip:port>', 'serve Prometheus metrics on http://IP:PORT/metrics (e.g. 127.0.0.1:9464)')
     .action(async (opts: { metrics?: string }) => {
       const config = await configFrom(io, envFile());
-      const log = logger(io, config);
+      const secrets = await hostSecretsFor(io, config);
+      const log = logger(io, config, secrets);
       let metrics: AgentMetrics | undefined;
       let metricsServer: MetricsServer | undefined;
       if (opts.metrics) {
@@ -141,6 +161,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         const { createAgentMetrics, serveMetrics } = await import('./metrics.js');
         metrics = createAgentMetrics({
           tenant: config.tenant,
+          redact: (text) => secrets.redact(text),
           outboxLength: async () => (await outbox.pending()).length,
           ...(state.lastApplied ? { lastApplied: state.lastApplied.commit } : {}),
           ...(state.lastSuccessfulPoll ? { lastSuccessfulPoll: new Date(state.lastSuccessfulPoll) } : {}),
@@ -217,6 +238,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .description('fetch the branch and print what would change; changes nothing on the host')
     .action(async () => {
       const config = await configFrom(io, envFile());
+      const secrets = await hostSecretsFor(io, config);
       const auth = config.gitToken ? { token: config.gitToken } : undefined;
       const head = await remoteBranchHead(config.repo, config.branch, auth);
       if (!head) {
@@ -233,6 +255,9 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       if (!manifestFile) throw new SettingError('FLOTILLA_BRANCH', `commit ${head} has no ${MANIFEST_PATH}`);
       files.delete(MANIFEST_PATH);
       const manifest = parseManifest(manifestFile.toString('utf8'));
+      secrets.noteManifest(manifest);
+      // The diffs show files as they are on disk, which may hold host values.
+      const stdout = (text: string) => io.stdout(secrets.redact(text));
       const state = await readState(config.stateDir);
       const plan = await planApply({
         installDir: config.installDir,
@@ -241,10 +266,10 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
         composeEnv: composeEnv(io.env),
       });
-      io.stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
-      if (signed) io.stdout(`signature: ${signed}\n`);
+      stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
+      if (signed) stdout(`signature: ${signed}\n`);
       const { renderPlanText } = await import('./plan-text.js');
-      io.stdout(renderPlanText(plan));
+      stdout(renderPlanText(plan));
     });
 
   program
@@ -330,11 +355,12 @@ export async function runAgentCli(argv: string[], io: AgentIo): Promise<number> 
     return code;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode;
+    const redact = io.redact ?? ((text: string) => text);
     if (error instanceof FlotillaError) {
-      io.stderr(`flotilla-agent: ${error.message}\n`);
+      io.stderr(`flotilla-agent: ${redact(error.message)}\n`);
       return error.exitCode;
     }
-    io.stderr(`flotilla-agent: internal error (a bug; please report it with this trace)\n${(error as Error).stack ?? String(error)}\n`);
+    io.stderr(redact(`flotilla-agent: internal error (a bug; please report it with this trace)\n${(error as Error).stack ?? String(error)}\n`));
     return EXIT_INTERNAL;
   }
 }

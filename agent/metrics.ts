@@ -16,6 +16,8 @@ export interface AgentMetricsOptions {
   lastApplied?: string;
   /** The last successful poll before this process started (from the state file). */
   lastSuccessfulPoll?: Date;
+  /** Applied to every label value at scrape time (HostSecrets.redact). */
+  redact?: (text: string) => string;
   now?: () => Date;
 }
 
@@ -114,8 +116,17 @@ export function createAgentMetrics(opts: AgentMetricsOptions): AgentMetrics {
     recordPassError() {
       pollFailures.inc();
     },
-    text: () => registry.metrics(),
+    text: async () => redactLabelValues(await registry.metrics(), opts.redact),
   };
+}
+
+// A label value in the exposition format: `name="value"` after `{` or `,`, with \\, \" and \n escapes.
+const LABEL_VALUE = /([{,]\s*[a-zA-Z_][a-zA-Z0-9_]*=")((?:[^"\\\n]|\\.)*)"/g;
+
+/** The exposition text with `redact` applied to each label value (the only free text in it). */
+export function redactLabelValues(text: string, redact: ((text: string) => string) | undefined): string {
+  if (!redact) return text;
+  return text.replace(LABEL_VALUE, (_m, head: string, value: string) => `${head}${redact(value)}"`);
 }
 
 /** `HOST:PORT` of --metrics; only an address literal, so the agent never binds a name it did not mean. */

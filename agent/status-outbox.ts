@@ -56,6 +56,12 @@ export interface StatusOutboxOptions {
   log?: (line: string) => void;
   /** Errors that mean "never going to work": the entry moves to `rejected.jsonl` instead of blocking the queue. */
   isPermanent?: (error: unknown) => boolean;
+  /**
+   * Hides host values in a description (HostSecrets.redact): before an entry is written,
+   * and again before it is sent (entries an older agent queued), always before GitHub's
+   * 140-character cut, so a cut value cannot leave as a prefix.
+   */
+  redact?: (text: string) => string;
 }
 
 /** GitHub's content-creation limits: 80 a minute, 500 an hour (in-memory sliding windows). */
@@ -104,6 +110,7 @@ export class StatusOutbox {
   private readonly now: () => number;
   private readonly log: (line: string) => void;
   private readonly isPermanent: (error: unknown) => boolean;
+  private readonly redact: (text: string) => string;
   private nextSeq: number | undefined;
   private sendingSeq: number | undefined;
   private flushing: Promise<FlushResult> | undefined;
@@ -118,6 +125,11 @@ export class StatusOutbox {
     this.budget = options.budget ?? new SendBudget({ now: this.now });
     this.log = options.log ?? (() => undefined);
     this.isPermanent = options.isPermanent ?? defaultIsPermanent;
+    this.redact = options.redact ?? ((text) => text);
+  }
+
+  private redacted(status: CommitStatusInput): CommitStatusInput {
+    return { ...status, description: this.redact(status.description) };
   }
 
   /** Queues a status durably; older queued statuses for the same commit and context are dropped. */
@@ -126,7 +138,7 @@ export class StatusOutbox {
       const entries = await this.read();
       const seq = Math.max(this.nextSeq ?? 0, ...entries.map((e) => e.seq + 1), 1);
       this.nextSeq = seq + 1;
-      const queued: QueuedStatus = { seq, queuedAt: new Date(this.now()).toISOString(), status: { ...status }, maybeSent: false };
+      const queued: QueuedStatus = { seq, queuedAt: new Date(this.now()).toISOString(), status: this.redacted(status), maybeSent: false };
       await fs.mkdir(this.dir, { recursive: true });
       await writeFileAtomic(this.entryPath(seq), `${JSON.stringify({ seq, queuedAt: queued.queuedAt, status: queued.status })}\n`);
       const key = statusKey(status);
@@ -156,8 +168,9 @@ export class StatusOutbox {
   private async flushQueue(send: StatusSend, isAlreadyAccepted: StatusAcceptedCheck | undefined): Promise<FlushResult> {
     const result: FlushResult = { sent: 0, alreadyAccepted: 0, rejected: 0, pending: 0 };
     for (;;) {
-      const head = await this.exclusive(async () => (await this.read(true))[0]);
-      if (!head) break;
+      const next = await this.exclusive(async () => (await this.read(true))[0]);
+      if (!next) break;
+      const head: QueuedStatus = { ...next, status: this.redacted(next.status) };
 
       if (head.maybeSent && isAlreadyAccepted) {
         let accepted: boolean;
