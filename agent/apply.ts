@@ -8,7 +8,7 @@ import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:pat
 import { fileChange, type FileChange, type FileChangeOptions } from '../renderer/core/diff.js';
 import { definedKeys, patchEnvText } from '../renderer/core/env-file.js';
 import { stackMissingVariables } from './env-check.js';
-import { EnvFileError, JournalError, ManifestError, UnsafePathError } from '../renderer/core/errors.js';
+import { ApplyRefusedError, EnvFileError, JournalError, ManifestError, UnsafePathError } from '../renderer/core/errors.js';
 import { checkManagedPath, MAX_MANAGED_FILE_BYTES, sha256, type Manifest } from '../renderer/core/manifest.js';
 import {
   createJournal,
@@ -21,6 +21,22 @@ import {
   type RestoreResult,
 } from './journal.js';
 import { localFiles, type LocalFile, type LocalFiles } from './local-files.js';
+import type { HostDecisions } from './state.js';
+
+/**
+ * A managed path whose file on disk is neither what this release writes nor what
+ * Flotilla last wrote there. Flotilla replaces it only after someone decided so.
+ */
+export interface ForeignFile {
+  /** `unowned`: Flotilla never wrote this path on this host; `local-change`: edited on the host since Flotilla wrote it. */
+  kind: 'unowned' | 'local-change';
+  /** `undecided`: the apply is refused; `replace`: replaced, with a copy kept in the state dir; `keep`: left as it is. */
+  decision: 'undecided' | 'replace' | 'keep';
+  /** Who decided: the fleet (`adopt: replace`), the host (`flotilla-agent adopt` / `accept`), or FLOTILLA_DRIFT=heal. */
+  by?: 'fleet' | 'host' | 'heal';
+  /** Why an earlier decision no longer holds, e.g. an accepted change whose template changed since. */
+  note?: string;
+}
 
 export interface PlannedFile extends FileChange {
   /** What the apply does with the file. */
@@ -30,6 +46,8 @@ export interface PlannedFile extends FileChange {
   modeBefore?: number;
   sha256?: string;
   sha256Before?: string;
+  /** Set when the file on disk is not what Flotilla last wrote there (see ForeignFile). */
+  foreign?: ForeignFile;
 }
 
 /** A file that left the manifest but was changed on the host, so it stays. */
@@ -83,6 +101,10 @@ export interface PlanApplyInput {
   diff?: FileChangeOptions;
   /** The environment compose runs with (composeEnv): it wins over `.env` when compose interpolates. */
   composeEnv?: Record<string, string | undefined>;
+  /** The operator's decisions on this host (decisions.json). */
+  decisions?: HostDecisions;
+  /** FLOTILLA_DRIFT: with `heal` a local change is replaced (a copy kept); default `report`, which refuses. */
+  drift?: 'report' | 'heal';
 }
 
 /** What planApply read from the install dir. */
@@ -154,6 +176,7 @@ export async function readLocalState(
  */
 export function buildApplyPlan(input: PlanApplyInput, local: LocalState): ApplyPlan {
   const contents = verifyTree(input.manifest, input.files);
+  const written = new Map((input.previousManifest?.files ?? []).map((f) => [f.path, f.sha256]));
   const planned: PlannedFile[] = [];
   for (const file of input.manifest.files) {
     const next = contents.get(file.path)!;
@@ -172,6 +195,16 @@ export function buildApplyPlan(input: PlanApplyInput, local: LocalState): ApplyP
         entry.status = 'modified';
       }
       if (entry.status === 'unchanged') entry.action = 'none';
+      // What this release writes, or what Flotilla wrote last, is Flotilla's; anything else is not.
+      else if (entry.sha256Before !== file.sha256 && entry.sha256Before !== written.get(file.path)) {
+        entry.foreign = decideForeign(input, file.path, written.has(file.path) ? 'local-change' : 'unowned', entry.sha256Before, file.sha256);
+        if (entry.foreign.decision === 'keep') {
+          // The stack is staged and brought up with the file the host keeps.
+          entry.action = 'none';
+          entry.mode = onDisk.mode;
+          contents.set(file.path, onDisk.content);
+        }
+      }
     }
     planned.push(entry);
   }
@@ -220,6 +253,94 @@ export function buildApplyPlan(input: PlanApplyInput, local: LocalState): ApplyP
   return { installDir: input.installDir, manifest: input.manifest, files: planned, kept, env, coverage, contents };
 }
 
+/**
+ * Who, if anyone, decided what happens to a managed file Flotilla did not write (or
+ * that changed since it did). An acceptance on the host keeps the file, and holds
+ * only for the content and the template it was given for; then the host's adoption,
+ * bound to the file's hash; then the fleet's `adopt: replace` (only for paths Flotilla
+ * never wrote here) or FLOTILLA_DRIFT=heal (only for local changes).
+ */
+function decideForeign(
+  input: PlanApplyInput,
+  path: string,
+  kind: ForeignFile['kind'],
+  onDisk: string,
+  target: string,
+): ForeignFile {
+  const accepted = input.decisions?.accepted?.[path];
+  if (accepted?.sha256 === onDisk) {
+    if (accepted.template === target) return { kind, decision: 'keep', by: 'host' };
+    const note = 'accepted on this host, but this release changes the template for it: decide again';
+    return { kind, decision: 'undecided', note };
+  }
+  if (input.decisions?.adoption?.files[path] === onDisk) return { kind, decision: 'replace', by: 'host' };
+  if (kind === 'unowned' && input.manifest.adopt === 'replace') return { kind, decision: 'replace', by: 'fleet' };
+  if (kind === 'local-change' && input.drift === 'heal') return { kind, decision: 'replace', by: 'heal' };
+  return { kind, decision: 'undecided' };
+}
+
+/** Files the plan would replace without anyone's decision: the apply is refused while there are any. */
+export function undecidedFiles(plan: ApplyPlan): PlannedFile[] {
+  return plan.files.filter((f) => f.foreign?.decision === 'undecided');
+}
+
+/** Files an apply replaces that were not Flotilla's: a copy of each is kept (see replaced.ts). */
+export function foreignReplaced(plan: ApplyPlan): PlannedFile[] {
+  return plan.files.filter((f) => f.foreign?.decision === 'replace' && f.action === 'write');
+}
+
+/** Local changes the apply leaves in place because the operator accepted them. */
+export function foreignKept(plan: ApplyPlan): PlannedFile[] {
+  return plan.files.filter((f) => f.foreign?.decision === 'keep');
+}
+
+/** 5,296 -> 15,695 B: sizes as the refusal and the plan print them. */
+export function sizeChange(file: Pick<PlannedFile, 'sizeBefore' | 'sizeAfter'>): string {
+  const n = (v: number | undefined) => (v === undefined ? '-' : v.toLocaleString('en-US'));
+  return `${n(file.sizeBefore)} -> ${n(file.sizeAfter)} B`;
+}
+
+/**
+ * Refuses an apply that would replace files nobody decided about. The reason names
+ * the files with their sizes, within GitHub's 140 characters for a status.
+ */
+export class ForeignFilesRefusedError extends ApplyRefusedError {
+  constructor(readonly files: PlannedFile[]) {
+    super(describeUndecided(files));
+  }
+
+  get paths(): string[] {
+    return this.files.map((f) => f.path);
+  }
+}
+
+const STATUS_BUDGET = 140 - 'refused: '.length;
+
+export function describeUndecided(files: PlannedFile[]): string {
+  const unowned = files.filter((f) => f.foreign?.kind === 'unowned');
+  const changed = files.filter((f) => f.foreign?.kind !== 'unowned');
+  const tail = '; see `flotilla-agent plan`';
+  const parts: { head: string; items: string[] }[] = [];
+  if (unowned.length > 0)
+    parts.push({ head: `would replace ${count(unowned.length, 'file')} it did not write: `, items: unowned.map((f) => `${f.path} (${sizeChange(f)})`) });
+  if (changed.length > 0)
+    parts.push({ head: `${count(changed.length, 'local change')} to managed files: `, items: changed.map((f) => f.path) });
+  // Name as many files as fit; the plan lists them all.
+  const shown = parts.map((p) => ({ ...p, n: p.items.length }));
+  const list = (p: (typeof shown)[number]) =>
+    [...p.items.slice(0, p.n), ...(p.n < p.items.length ? [`+${p.items.length - p.n} more`] : [])].join(', ');
+  const text = () => shown.map((p) => `${p.head}${list(p)}`).join('; ') + tail;
+  while (text().length > STATUS_BUDGET && shown.some((p) => p.n > 0)) {
+    const longest = shown.reduce((a, b) => (b.n > a.n ? b : a));
+    longest.n -= 1;
+  }
+  return text();
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /** Reads the install dir and plans; writes nothing. */
 export async function planApply(input: PlanApplyInput, files: LocalFiles = localFiles): Promise<ApplyPlan> {
   // Check the commit before touching the disk at all, so a bad tree fails the same way everywhere.
@@ -253,8 +374,10 @@ export async function stageApply(plan: ApplyPlan, stagingDir: string, files: Loc
     throw new UnsafePathError(stagingDir, `staging dir must lie outside the install dir ${install} and not contain it`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true, mode: 0o755 });
-  for (const file of plan.manifest.files) {
-    await files.writeManaged(staging, file.path, plan.contents.get(file.path)!, file.mode);
+  for (const file of plan.files) {
+    if (file.action === 'delete') continue;
+    // plan.contents holds a kept local change's own bytes, and file.mode its own mode.
+    await files.writeManaged(staging, file.path, plan.contents.get(file.path)!, file.mode!);
   }
   if (plan.env.after !== undefined) await files.writeManaged(staging, ENV_FILE, plan.env.after, 0o600);
   return staging;

@@ -26,7 +26,11 @@ export interface ComposeRunner {
   config(target: ComposeTarget): Promise<void>;
   /** `compose pull`. Throws ComposeStepError('pull', tail). */
   pull(target: ComposeTarget): Promise<void>;
-  /** `compose up -d --remove-orphans`. Throws ComposeStepError('up', tail). */
+  /**
+   * `compose up -d`, without `--remove-orphans`: containers of the project's other
+   * services (an operator's hand-added sidecar) are not Flotilla's to remove; those
+   * Flotilla once deployed go through removeServiceContainers. Throws ComposeStepError('up', tail).
+   */
   up(target: ComposeTarget): Promise<void>;
   /** State of every container of the project (ps + inspect). */
   services(target: ComposeTarget): Promise<ServiceState[]>;
@@ -36,6 +40,17 @@ export interface ComposeRunner {
    * dry run) leave the has-a-container check off.
    */
   expectedServices?(target: ComposeTarget): Promise<string[]>;
-  /** `compose down`; used by tests and uninstall, never by an apply. */
+  /** `compose down` of the file's services only; tests, and taking a failed first release down again. */
   down(target: ComposeTarget): Promise<void>;
+  /**
+   * Every service the compose file declares (`config --services`), whatever its scale.
+   * Runners without it (test doubles) leave dropped services' containers alone.
+   */
+  declaredServices?(target: ComposeTarget): Promise<string[]>;
+  /**
+   * Stops and removes the containers of the project labelled with one of these services
+   * (com.docker.compose.project / com.docker.compose.service), and no others. Returns
+   * the names of the containers removed. Throws ComposeStepError('remove', tail).
+   */
+  removeServiceContainers?(target: ComposeTarget, services: string[]): Promise<string[]>;
 }

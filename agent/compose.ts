@@ -164,7 +164,7 @@ export function createComposeRunner(opts: ComposeRunnerOptions = {}): ComposeRun
     },
     async up(target) {
       try {
-        await compose('up', target, ['up', '--detach', '--remove-orphans']);
+        await compose('up', target, ['up', '--detach']);
       } catch (err) {
         // Compose 1.29 names a failed service_completed_successfully dependency by its
         // container id under the service waiting for it ("ERROR: for app  Container
@@ -176,7 +176,32 @@ export function createComposeRunner(opts: ComposeRunnerOptions = {}): ComposeRun
       }
     },
     async down(target) {
-      await compose('down', target, ['down', '--remove-orphans']);
+      await compose('down', target, ['down']);
+    },
+    async declaredServices(target) {
+      const listed = await compose('config', target, ['config', '--services']);
+      return listed.stdout.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).sort();
+    },
+    async removeServiceContainers(target, services) {
+      const project = composeProjectLabel(target.project);
+      const removed: string[] = [];
+      for (const service of services) {
+        const listed = await runCommand(
+          [docker, 'ps', '--all', '--quiet', '--no-trunc', '--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`],
+          { env, timeoutMs: timeouts.ps },
+        );
+        if (listed.code !== 0) throw new ComposeStepError('remove', outputTail(listed));
+        const ids = listed.stdout.split(/\s+/).filter((id) => /^[0-9a-f]{12,64}$/.test(id));
+        if (ids.length === 0) continue;
+        const names = parseInspect((await runCommand([docker, 'inspect', ...ids], { env, timeoutMs: timeouts.ps })).stdout || '[]').map((c) => c.container);
+        // Stopped first, as compose stops an orphan: the process gets its SIGTERM and grace period.
+        for (const step of [['stop', ...ids], ['rm', ...ids]]) {
+          const result = await runCommand([docker, ...step], { env, timeoutMs: timeouts.down });
+          if (result.code !== 0) throw new ComposeStepError('remove', outputTail(result));
+        }
+        removed.push(...names);
+      }
+      return removed;
     },
     async expectedServices(target) {
       const resolved = await compose('config', target, ['config']);
@@ -196,6 +221,11 @@ export function createComposeRunner(opts: ComposeRunnerOptions = {}): ComposeRun
     },
   };
   return runner;
+}
+
+/** The project name as compose writes it into com.docker.compose.project (both versions lower-case it and drop other characters). */
+export function composeProjectLabel(project: string): string {
+  return project.toLowerCase().replace(/[^a-z0-9_-]/g, '');
 }
 
 /**

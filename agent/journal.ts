@@ -75,6 +75,12 @@ export interface JournalRecord {
   files: JournalFileEntry[];
   /** Present once the `.env` backup is taken (just before the patch). */
   env?: JournalEnvEntry;
+  /**
+   * Compose services the new files declare: a rollback removes the containers of those
+   * the old files do not, as no `--remove-orphans` does it any more (it would remove an
+   * operator's own services too).
+   */
+  services?: string[];
   startedAt: string;
   updatedAt: string;
 }

@@ -32,6 +32,8 @@ import type { CommitState } from '../renderer/core/github.js';
 import {
   backupAndSwap,
   detectDrift,
+  foreignKept,
+  ForeignFilesRefusedError,
   patchInstalledEnv,
   planApply,
   restoreBackup,
@@ -39,16 +41,18 @@ import {
   stageApply,
   stagingDirFor,
   startApplyJournal,
+  undecidedFiles,
   type ApplyPlan,
   type DriftedFile,
 } from './apply.js';
+import { discardReplacedSet, keepReplacedFiles, type ReplacedSet } from './replaced.js';
 import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
 import { composeEnv, detectComposeCommand, waitHealthy } from './compose.js';
 import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
 import { localFiles, type LocalFiles } from './local-files.js';
-import { readState, writeState, type AgentState } from './state.js';
+import { readDecisions, readState, writeState, type AgentState, type DriftReport, type HostDecisions } from './state.js';
 import type { HostSecrets } from './redact.js';
 
 /** Where a status goes: the tenant commit and, when known, the source commit it was rendered from. */
@@ -57,6 +61,12 @@ export interface StatusUpdate {
   sourceCommit?: string;
   state: CommitState;
   description: string;
+  /**
+   * `drift`: the status goes to `<context>/drift` instead, which the rollout's wave
+   * rules never read: a hand edit on one host is reported where people look without
+   * halting a rollout that is otherwise healthy.
+   */
+  context?: 'drift';
 }
 
 export interface ReconcileDeps {
@@ -236,6 +246,40 @@ async function checkFastForward(deps: ReconcileDeps, from: string, to: string): 
   }
 }
 
+/** Drifted files the operator accepted (`flotilla-agent accept`) for what this commit wrote, and the others. */
+function splitAccepted(drift: DriftedFile[], decisions: HostDecisions): { accepted: DriftedFile[]; unaccepted: DriftedFile[] } {
+  const isAccepted = (d: DriftedFile) => {
+    const a = decisions.accepted?.[d.path];
+    return d.state === 'modified' && a !== undefined && a.sha256 === d.actualSha256 && a.template === d.expectedSha256;
+  };
+  return { accepted: drift.filter(isAccepted), unaccepted: drift.filter((d) => !isAccepted(d)) };
+}
+
+const NO_DRIFT = 'no local changes';
+
+/**
+ * Posts the drift of an applied commit as `<context>/drift`, once per change of what
+ * it says (a status every poll would run into GitHub's 1,000 per commit and context):
+ * `failure` naming local changes nobody accepted, `success` naming the accepted ones,
+ * `success` once they are gone. A commit that never drifted gets no drift status.
+ */
+async function reportDrift(deps: ReconcileDeps, state: AgentState, commit: string, unaccepted: DriftedFile[], accepted: string[]): Promise<void> {
+  let next: DriftReport | undefined;
+  if (unaccepted.length > 0) {
+    const names = unaccepted.map((d) => `${d.path} (${d.state})`).join(', ');
+    next = { commit, state: 'failure', description: `${unaccepted.length} local change${unaccepted.length === 1 ? '' : 's'}: ${names}; see \`flotilla-agent plan\`` };
+  } else if (accepted.length > 0) {
+    next = { commit, state: 'success', description: `kept local changes (accepted on the host): ${accepted.join(', ')}` };
+  } else if (state.driftReport?.commit === commit) {
+    next = { commit, state: 'success', description: NO_DRIFT };
+  }
+  const last = state.driftReport;
+  if (!next || (last && last.commit === next.commit && last.state === next.state && last.description === next.description)) return;
+  state.driftReport = next;
+  deps.log(`drift status: ${next.state}: ${next.description}`);
+  await deps.report({ tenantCommit: commit, state: next.state, description: next.description, context: 'drift' });
+}
+
 /** One poll -> plan -> apply cycle. Never throws for a problem it can report; the outcome says what happened. */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutcome> {
   const { config, log } = deps;
@@ -264,14 +308,24 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutco
   }
 
   if (head === state.lastApplied?.commit) {
-    const drift = await detectDrift(config.installDir, state.lastApplied.manifest);
+    let drift: DriftedFile[];
+    let decisions: HostDecisions;
+    try {
+      drift = await detectDrift(config.installDir, state.lastApplied.manifest);
+      decisions = await readDecisions(config.stateDir);
+    } catch (e) {
+      await writeState(config.stateDir, state);
+      return { kind: 'error', description: `drift check failed: ${(e as Error).message}` };
+    }
+    const { accepted, unaccepted } = splitAccepted(drift, decisions);
     if (drift.length > 0) {
-      log(`drift: ${drift.map((d) => `${d.path} ${d.state}`).join(', ')}`);
-      if (config.drift === 'heal') {
+      log(`drift: ${drift.map((d) => `${d.path} ${d.state}${accepted.includes(d) ? ' (accepted on this host)' : ''}`).join(', ')}`);
+      if (config.drift === 'heal' && unaccepted.length > 0) {
         await writeState(config.stateDir, state);
         return apply(deps, state, head, { heal: true });
       }
     }
+    await reportDrift(deps, state, head, unaccepted, accepted.map((d) => d.path));
     await writeState(config.stateDir, state);
     return { kind: 'noop', commit: head, drift };
   }
@@ -283,9 +337,11 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutco
   // already shows the failure, and a status every poll would flap the PR and run into
   // GitHub's cap of 1,000 statuses per commit and context.
   const attempt = state.lastAttempt?.commit === head ? state.lastAttempt : undefined;
+  // So is a refusal to replace files nobody decided about: the decision is taken on the
+  // host (`flotilla-agent adopt` / `accept`, or the file put back by hand) as well as in the fleet.
   const retry =
     attempt?.outcome === 'failed' ||
-    (attempt?.outcome === 'refused' && (attempt.missing?.length || config.allowNonFastForward));
+    (attempt?.outcome === 'refused' && (attempt.missing?.length || attempt.undecided?.length || config.allowNonFastForward));
   if (attempt && attempt.outcome !== 'applied' && !retry) {
     await writeState(config.stateDir, state);
     return { kind: 'noop', commit: head, drift: [] };
@@ -311,8 +367,15 @@ async function apply(
     if (deps.signal?.aborted) throw new AbandonedError(next);
     log(`${next}: ${head.slice(0, 12)}`);
   };
-  const record = async (outcome: 'applied' | 'refused' | 'failed' | 'held', description: string, missing?: string[]) => {
-    state.lastAttempt = { commit: head, outcome, description, at: now().toISOString(), ...(missing?.length ? { missing } : {}) };
+  const record = async (outcome: 'applied' | 'refused' | 'failed' | 'held', description: string, missing?: string[], undecided?: string[]) => {
+    state.lastAttempt = {
+      commit: head,
+      outcome,
+      description,
+      at: now().toISOString(),
+      ...(missing?.length ? { missing } : {}),
+      ...(undecided?.length ? { undecided } : {}),
+    };
     await writeState(config.stateDir, state);
   };
   const report = async (stateName: CommitState, description: string) => {
@@ -323,6 +386,7 @@ async function apply(
 
   let journal: Journal | undefined;
   let plan: ApplyPlan | undefined;
+  let replacedSet: ReplacedSet | undefined;
   try {
     checkpoint('fetch');
     // A commit fetched by an earlier pass (a retry, a heal) is not fetched again.
@@ -365,11 +429,21 @@ async function apply(
       files: fetched.files,
       generatedSecrets,
       composeEnv: composeEnv(deps.hookEnv ?? process.env),
+      decisions: await readDecisions(config.stateDir),
+      drift: config.drift,
     };
     if (state.lastApplied) input.previousManifest = state.lastApplied.manifest;
     if (envText !== undefined) input.envText = envText;
     plan = await planApply(input);
     for (const kept of plan.kept) log(`plan: keeping ${kept.path}: ${kept.reason}`);
+    for (const file of plan.files.filter((f) => f.foreign)) {
+      const f = file.foreign!;
+      const what = f.kind === 'unowned' ? 'not written by Flotilla' : 'changed on this host since Flotilla wrote it';
+      const decided = f.decision === 'undecided' ? `no decision${f.note ? ` (${f.note})` : ''}` : `${f.decision === 'keep' ? 'kept' : 'replaced, a copy kept'} (decided by ${f.by})`;
+      log(`plan: ${file.path}: ${what}; ${decided}`);
+    }
+    const undecided = undecidedFiles(plan);
+    if (undecided.length > 0) throw new ForeignFilesRefusedError(undecided);
     if (plan.coverage.missing.length > 0) {
       throw new ApplyRefusedError(`missing ${plan.coverage.missing.join(', ')}`, plan.coverage.missing);
     }
@@ -382,6 +456,7 @@ async function apply(
     const staged: ComposeTarget = { dir: staging, project: config.composeProject };
     checkpoint('config');
     await compose.config(staged);
+    const stagedServices = await compose.declaredServices?.(staged);
     checkpoint('pull');
     await compose.pull(staged);
     crashPointForTests('pull');
@@ -400,7 +475,10 @@ async function apply(
     // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
     step = 'swap';
     log(`swap: ${head.slice(0, 12)}`);
+    replacedSet = await keepReplacedFiles(plan, { stateDir: config.stateDir, commit: head, at: now() });
+    if (replacedSet) log(`keep: ${replacedSet.files.map((f) => f.path).join(', ')} copied to ${replacedSet.dir} before the swap replaces them`);
     journal = await startApplyJournal(plan, { stateDir: config.stateDir, targetCommit: head, ...(state.lastApplied ? { fromCommit: state.lastApplied.commit } : {}), stagingDir: staging });
+    if (stagedServices) journal.record.services = stagedServices;
     await backupAndSwap(plan, journal, swapFilesForTests(journal.record.installDir));
     crashPointForTests('swap');
     step = 'env patch';
@@ -411,6 +489,12 @@ async function apply(
     step = 'up';
     log(`up: ${head.slice(0, 12)}`);
     await compose.up(target);
+    // Only services an earlier Flotilla apply brought up are removed once the files drop them.
+    const dropped = stagedServices ? (state.services ?? []).filter((s) => !stagedServices.includes(s)) : [];
+    if (dropped.length > 0 && compose.removeServiceContainers) {
+      const removed = await compose.removeServiceContainers(target, dropped);
+      log(`up: removed ${removed.join(', ') || 'no containers'} of ${dropped.join(', ')}, which this release no longer declares`);
+    }
     await setPhase(journal, 'up');
     crashPointForTests('up');
     step = 'health';
@@ -426,6 +510,10 @@ async function apply(
     const applied: NonNullable<AgentState['lastApplied']> = { commit: head, manifest: fetched.manifest, appliedAt: now().toISOString() };
     if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
     state.lastApplied = applied;
+    if (stagedServices) state.services = stagedServices;
+    const kept = foreignKept(plan).map((f) => f.path);
+    if (kept.length > 0) log(`kept local changes (accepted on this host): ${kept.join(', ')}`);
+    await reportDrift(deps, state, head, [], kept);
     await record('applied', description);
     crashPointForTests('record');
     await finishJournal(journal);
@@ -460,7 +548,7 @@ async function apply(
         return { kind: 'refused', commit: head, description, missing: err.missing };
       }
       log(description);
-      await record('refused', description, err.missing);
+      await record('refused', description, err.missing, err instanceof ForeignFilesRefusedError ? err.paths : undefined);
       await report('failure', description);
       return { kind: 'refused', commit: head, description, missing: err.missing };
     }
@@ -468,6 +556,8 @@ async function apply(
     if (journal) {
       try {
         description = `${description}; ${await rollBack(deps, journal)}`;
+        // The replaced files are back in place: the copies would claim a replacement that did not happen.
+        if (replacedSet) await discardReplacedSet(config.stateDir, replacedSet);
       } catch (rollbackErr) {
         description = `${describeFailure(step, err)}; ROLLBACK FAILED: ${(rollbackErr as Error).message}`;
       }
@@ -514,6 +604,14 @@ async function bringPreviousStackBack(deps: ReconcileDeps, journal: Journal): Pr
     return 'rolled back (no previous stack; the new one is down)';
   }
   await compose.up(target);
+  // Services the failed release added are Flotilla's; the old files do not declare them, so they go.
+  const added = journal.record.services ?? [];
+  const old = added.length > 0 ? await compose.declaredServices?.(target) : undefined;
+  const dropped = old ? added.filter((s) => !old.includes(s)) : [];
+  if (dropped.length > 0 && compose.removeServiceContainers) {
+    const removed = await compose.removeServiceContainers(target, dropped);
+    deps.log(`rollback: removed ${removed.join(', ') || 'no containers'} of ${dropped.join(', ')}, which the failed release added`);
+  }
   const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000, expectedServices: await compose.expectedServices?.(target) });
   return health.ok ? `rolled back, previous stack ${health.detail}` : `rolled back, but the previous stack is not well: ${health.detail}`;
 }

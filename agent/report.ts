@@ -63,7 +63,7 @@ export function createStatusReporter(
     async report(update) {
       const shas = [update.tenantCommit, ...(update.sourceCommit && update.sourceCommit !== update.tenantCommit ? [update.sourceCommit] : [])];
       for (const sha of shas) {
-        await outbox.enqueue({ owner, repo: name, sha, state: update.state, context, description: update.description });
+        await outbox.enqueue({ owner, repo: name, sha, state: update.state, context: update.context ? `${context}/${update.context}` : context, description: update.description });
       }
       await flush();
     },

@@ -67,6 +67,8 @@ export interface Tenant {
   windows: string[];
   /** Commands the agent runs around the swap: the tenant's own `hooks` (replacing the defaults' whole), else the fleet default. */
   hooks?: ManifestHooks;
+  /** `replace`: the agent may replace files at managed paths it never wrote on the host (the first contact with an adopted host). */
+  adopt?: 'replace';
 }
 
 export interface Fleet {
@@ -118,6 +120,7 @@ interface RawTenant {
   paused?: boolean;
   window?: string | string[];
   hooks?: ManifestHooks;
+  adopt?: 'replace';
 }
 
 let validators: { fleet: ValidateFunction; tenant: ValidateFunction } | undefined;
@@ -443,6 +446,7 @@ function resolveTenant(
     paused: raw.paused ?? false,
     windows: raw.window !== undefined ? windowList(raw.window) : [...(defaults?.windows ?? [])],
     ...(hooks ? { hooks } : {}),
+    ...(raw.adopt ? { adopt: raw.adopt } : {}),
   };
 }
 

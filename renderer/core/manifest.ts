@@ -38,6 +38,12 @@ export interface Manifest {
   windows?: string[];
   /** Commands the agent runs around the swap (a dump before, migrations or a smoke check after); absent: none. */
   hooks?: ManifestHooks;
+  /**
+   * The fleet's decision for files at managed paths that Flotilla never wrote on the host
+   * (an adopted host's own nginx config): `replace` lets the agent replace them, keeping a
+   * copy. Absent: the agent refuses until someone decides.
+   */
+  adopt?: 'replace';
 }
 
 /** One hook: an argv list, never a shell line (`["sh", "-c", "..."]` when a shell is wanted). */
@@ -257,6 +263,7 @@ export function parseManifest(text: string): Manifest {
     windows = m.windows as string[];
   }
   const hooks = m.hooks === undefined ? undefined : parseHooks(m.hooks);
+  if (m.adopt !== undefined && m.adopt !== 'replace') throw new ManifestError(`adopt must be "replace", got ${JSON.stringify(m.adopt)}`);
   return {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     tenant: m.tenant,
@@ -269,6 +276,7 @@ export function parseManifest(text: string): Manifest {
     secrets: names('secrets'),
     ...(windows ? { windows } : {}),
     ...(hooks ? { hooks } : {}),
+    ...(m.adopt === 'replace' ? { adopt: 'replace' as const } : {}),
   };
 }
 
