@@ -5,7 +5,15 @@ import { join } from 'node:path';
 import { parse as dotenvParse } from 'dotenv';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvFileError } from './errors.js';
-import { definedKeys, parseEnvText, patchEnvFile, patchEnvText, readEnvValues, type EnvFileView } from './env-file.js';
+import {
+  composeFlavourMatters,
+  definedKeys,
+  parseEnvText,
+  patchEnvFile,
+  patchEnvText,
+  readEnvValues,
+  type EnvFileView,
+} from './env-file.js';
 
 const fixture = (name: string) => readFileSync(join(import.meta.dirname, 'fixtures/env', name), 'utf8');
 const patch = (text: string, p: Record<string, string>) => patchEnvText(text, p, '.env');
@@ -209,6 +217,14 @@ describe('patchEnvText', () => {
       const err = refusal(() => v1('A: 1\n', { A: '2' }));
       expect(err).toMatchObject({ key: 'A', line: 1 });
       expect(err.message).toContain('would not read this line back');
+    });
+
+    it('says when the two composes need different bytes, so a host asks which it runs only then', () => {
+      expect(composeFlavourMatters('A=1\n', { A: 'v2.10.3', B: 'two words', C: 'p$ss' }, '.env')).toBe(false);
+      expect(composeFlavourMatters('A=1\n', { A: "it's $5 off" }, '.env')).toBe(true);
+      expect(composeFlavourMatters('A=1\n', { A: '${HOME}' }, '.env')).toBe(true);
+      expect(composeFlavourMatters('A: 1\n', { A: '2' }, '.env')).toBe(true);
+      expect(composeFlavourMatters('A=1\n', { A: 'a\nb' }, '.env')).toBe(false);
     });
 
     it("takes a value as unchanged by python-dotenv's reading, not compose-go's", () => {

@@ -177,6 +177,26 @@ export function patchEnvText(
   return { text: out, changed, added };
 }
 
+/**
+ * Whether the two composes need different bytes for this patch (or one of them
+ * refuses it): only then does a host have to find out which compose it runs.
+ * Most patches are written the same for both.
+ */
+export function composeFlavourMatters(text: string, patch: Record<string, string>, file: string): boolean {
+  const attempt = (flavour: ComposeFlavour): string | EnvFileError => {
+    try {
+      return patchEnvText(text, patch, file, flavour).text;
+    } catch (err) {
+      if (err instanceof EnvFileError) return err;
+      throw err;
+    }
+  };
+  const v1 = attempt('v1');
+  const v2 = attempt('v2');
+  if (typeof v1 === 'string' || typeof v2 === 'string') return v1 !== v2;
+  return v1.message !== v2.message;
+}
+
 const V1_CANNOT_READ_LINE =
   'compose v1 (python-dotenv) would not read this line back as the patched value; rewrite it as KEY=value by hand';
 

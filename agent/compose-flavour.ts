@@ -1,0 +1,24 @@
+// Which compose reads the install dir's `.env`: docker-compose 1.x reads it with
+// python-dotenv, compose v2 (plugin or standalone) with compose-go, and the two
+// need different bytes for some values (renderer/core/env-file.ts). The command
+// alone does not say: `docker-compose` is v1 on Debian and v2 where the
+// standalone v2 binary is installed under that name, so the version is asked.
+import type { ComposeFlavour } from '../renderer/core/env-file.js';
+import { SettingError } from '../renderer/core/errors.js';
+import { runCommand } from './exec.js';
+
+const VERSION_TIMEOUT_MS = 30_000;
+
+/**
+ * `v1` when `command version --short` says 1.x, else `v2`. Asked each time,
+ * not remembered: a host may upgrade compose while the agent runs.
+ * @throws SettingError('FLOTILLA_COMPOSE') when the command does not run.
+ */
+export async function composeFlavour(command: string[], env: Record<string, string>): Promise<ComposeFlavour> {
+  const result = await runCommand([...command, 'version', '--short'], { env, timeoutMs: VERSION_TIMEOUT_MS });
+  if (result.code !== 0) {
+    throw new SettingError('FLOTILLA_COMPOSE', `\`${command.join(' ')} version --short\` failed (exit ${result.code}); cannot tell which compose reads .env`);
+  }
+  // docker-compose 1.29 prints "1.29.2"; compose v2 prints "2.29.1" or "v2.29.1".
+  return /^v?1\./.test(result.stdout.trim()) ? 'v1' : 'v2';
+}
