@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
+import { MANIFEST_PATH, serializeManifest, sha256 } from '../renderer/core/manifest.js';
 import { publishTenants } from '../renderer/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
@@ -15,7 +16,7 @@ import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture, type TenantFixtur
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig, type AgentConfig } from './config.js';
 import { journalPath } from './journal.js';
-import { reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
+import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
 import { readState } from './state.js';
 import { snapshotTree } from '../test/support/tree-snapshot.js';
 
@@ -98,6 +99,32 @@ async function publish(opts: Partial<TenantFixtureOptions> = {}): Promise<string
     workDir: join(work, 'publish.git'),
     tenants: [{ slug: 'acme', files: fixture.files }],
     source: { repo: FIXTURE_SOURCE_REPO, commit: sourceCommit },
+  });
+  return (await remoteBranchHead(repoUrl(), 'tenants/acme'))!;
+}
+
+/** Publishes the fixture release with its compose file changed by `edit` (the manifest follows). */
+async function publishWithCompose(edit: (compose: string) => string): Promise<string> {
+  const fixture = tenantFixture({
+    tenant: 'acme',
+    imageTag: 'v1',
+    registry: '127.0.0.1:5000',
+    repository: 'flotilla-test/app',
+    sourceCommit: fakeSourceCommit(`edited release ${releases}`),
+  });
+  const compose = edit(fixture.composeText);
+  const manifest = {
+    ...fixture.manifest,
+    files: fixture.manifest.files.map((f) => (f.path === 'docker-compose.yml' ? { ...f, sha256: sha256(compose) } : f)),
+  };
+  const files = fixture.files.map((f) =>
+    f.path === 'docker-compose.yml' ? { ...f, content: compose } : f.path === MANIFEST_PATH ? { ...f, content: serializeManifest(manifest) } : f,
+  );
+  await publishTenants({
+    repoUrl: repoUrl(),
+    workDir: join(work, 'publish.git'),
+    tenants: [{ slug: 'acme', files }],
+    source: manifest.source,
   });
   return (await remoteBranchHead(repoUrl(), 'tenants/acme'))!;
 }
@@ -282,5 +309,26 @@ describe('reconcileOnce', () => {
     const applied = await pass(compose);
     expect(applied.outcome.kind).toBe('applied');
     expect(applied.statuses).toEqual(['pending: applying v1', 'success: v1 up, 1/1 healthy']);
+  });
+
+  it('refuses a release whose used default names an unset variable (frappe), though nothing in it is required', async () => {
+    // frappe_docker's image line: with CUSTOM_TAG unset compose would pull `frappe/erpnext:`.
+    await publishWithCompose((text) =>
+      text.replace('    init: true\n', '    init: true\n    labels: ["erpnext=${CUSTOM_IMAGE:-frappe/erpnext}:${CUSTOM_TAG:-$ERPNEXT_VERSION}"]\n'),
+    );
+    const compose = new RecordingCompose({ services: HEALTHY });
+
+    const refused = await pass(compose);
+
+    expect(refused.outcome).toMatchObject({ kind: 'refused', description: 'refused: missing ERPNEXT_VERSION', missing: ['ERPNEXT_VERSION'] });
+    expect(OUTCOME_EXIT_CODES[refused.outcome.kind]).toBe(3);
+    expect(compose.calls).toEqual([]);
+
+    // The last assignment wins: an emptied CUSTOM_TAG brings the default back.
+    await writeFile(join(installDir, '.env'), 'CUSTOM_TAG=v15.1.0\nCUSTOM_TAG=\n');
+    expect((await pass(compose)).outcome).toMatchObject({ kind: 'refused', missing: ['ERPNEXT_VERSION'] });
+
+    await writeFile(join(installDir, '.env'), 'CUSTOM_TAG=\nCUSTOM_TAG=v15.1.0\n');
+    expect((await pass(compose)).outcome.kind).toBe('applied');
   });
 });
