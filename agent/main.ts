@@ -5,11 +5,12 @@ import { realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import cron from 'node-cron';
-import { FlotillaError, SettingError } from '../renderer/core/errors.js';
+import { FlotillaError, ManifestError, SettingError } from '../renderer/core/errors.js';
 import { patchEnvFile } from '../renderer/core/env-file.js';
 import { fetchBranch, remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
-import { planApply } from './apply.js';
+import { planApply, sizeChange, undecidedFiles } from './apply.js';
+import { listReplaced, renderReplaced } from './replaced.js';
 import { composeEnv, createComposeRunner } from './compose.js';
 import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
@@ -23,7 +24,7 @@ import { loadHostSecrets, type HostSecrets } from './redact.js';
 // Commands and options a daemon rarely uses load their modules when used: the idle agent's memory
 // is the sum of what it imports (prom-client, yaml and the installer are not needed to poll).
 import type { AgentMetrics, MetricsServer } from './metrics.js';
-import { readState } from './state.js';
+import { readDecisions, readState, writeDecisions } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
 import { isEntryPoint } from '../renderer/core/entry-point.js';
@@ -233,43 +234,107 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       log('stopped');
     });
 
+  /** Fetches the branch head and plans it against the install dir, as `once` would; writes nothing to the install dir. */
+  const planHead = async (config: AgentConfig) => {
+    const secrets = await hostSecretsFor(io, config);
+    const auth = config.gitToken ? { token: config.gitToken } : undefined;
+    const head = await remoteBranchHead(config.repo, config.branch, auth);
+    if (!head) return { secrets, head: null } as const;
+    const gitdir = join(config.stateDir, 'repo.git');
+    await fetchBranch(gitdir, config.repo, config.branch, { depth: 1, ...(auth ? { auth } : {}) });
+    // The commit `once` would refuse is refused here too, before any of its files is read.
+    const signed = config.trustedKeysFile ? await checkCommitSigned(gitdir, head, config.trustedKeysFile) : undefined;
+    const commit = await readCommitFiles(gitdir, head);
+    const files = new Map(commit.files.map((f) => [f.path, f.content]));
+    const manifestFile = files.get(MANIFEST_PATH);
+    if (!manifestFile) throw new SettingError('FLOTILLA_BRANCH', `commit ${head} has no ${MANIFEST_PATH}`);
+    files.delete(MANIFEST_PATH);
+    const manifest = parseManifest(manifestFile.toString('utf8'));
+    secrets.noteManifest(manifest);
+    const state = await readState(config.stateDir);
+    const plan = await planApply({
+      installDir: config.installDir,
+      manifest,
+      files,
+      ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
+      composeEnv: composeEnv(io.env),
+      decisions: await readDecisions(config.stateDir),
+      drift: config.drift,
+    });
+    return { secrets, head, signed, state, plan } as const;
+  };
+
   program
     .command('plan')
-    .description('fetch the branch and print what would change; changes nothing on the host')
+    .description('fetch the branch and print what would change, files Flotilla did not write with their diffs, and kept copies of replaced files; changes nothing on the host')
     .action(async () => {
       const config = await configFrom(io, envFile());
-      const secrets = await hostSecretsFor(io, config);
-      const auth = config.gitToken ? { token: config.gitToken } : undefined;
-      const head = await remoteBranchHead(config.repo, config.branch, auth);
-      if (!head) {
+      const planned = await planHead(config);
+      if (!planned.head) {
         io.stdout(`branch ${config.branch} does not exist yet\n`);
         return;
       }
-      const gitdir = join(config.stateDir, 'repo.git');
-      await fetchBranch(gitdir, config.repo, config.branch, { depth: 1, ...(auth ? { auth } : {}) });
-      // The commit `once` would refuse is refused here too, before any of its files is read.
-      const signed = config.trustedKeysFile ? await checkCommitSigned(gitdir, head, config.trustedKeysFile) : undefined;
-      const commit = await readCommitFiles(gitdir, head);
-      const files = new Map(commit.files.map((f) => [f.path, f.content]));
-      const manifestFile = files.get(MANIFEST_PATH);
-      if (!manifestFile) throw new SettingError('FLOTILLA_BRANCH', `commit ${head} has no ${MANIFEST_PATH}`);
-      files.delete(MANIFEST_PATH);
-      const manifest = parseManifest(manifestFile.toString('utf8'));
-      secrets.noteManifest(manifest);
+      const { secrets, head, signed, state, plan } = planned;
       // The diffs show files as they are on disk, which may hold host values.
       const stdout = (text: string) => io.stdout(secrets.redact(text));
-      const state = await readState(config.stateDir);
-      const plan = await planApply({
-        installDir: config.installDir,
-        manifest,
-        files,
-        ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
-        composeEnv: composeEnv(io.env),
-      });
       stdout(`commit ${head}${state.lastApplied ? ` (applied: ${state.lastApplied.commit})` : ' (nothing applied yet)'}\n`);
       if (signed) stdout(`signature: ${signed}\n`);
       const { renderPlanText } = await import('./plan-text.js');
       stdout(renderPlanText(plan));
+      const kept = renderReplaced(await listReplaced(config.stateDir), config.installDir);
+      if (kept.length > 0) stdout(`\n${kept.join('\n')}\n`);
+    });
+
+  program
+    .command('adopt')
+    .description("let the next apply replace the files at managed paths that Flotilla did not write (or that changed since it did), as they are now; a copy of each is kept in the state dir")
+    .action(async () => {
+      const config = await configFrom(io, envFile());
+      const planned = await planHead(config);
+      if (!planned.head) throw new SettingError('FLOTILLA_BRANCH', `branch ${config.branch} does not exist yet: nothing to adopt`);
+      const { head, plan } = planned;
+      const files = undecidedFiles(plan);
+      if (files.length === 0) {
+        io.stdout(`nothing to decide: commit ${head.slice(0, 12)} replaces no file Flotilla did not write\n`);
+        return;
+      }
+      const decisions = await readDecisions(config.stateDir);
+      // Bound to each file's hash now: a file edited after this decision is refused again.
+      decisions.adoption = { commit: head, files: Object.fromEntries(files.map((f) => [f.path, f.sha256Before!])), at: new Date().toISOString() };
+      await writeDecisions(config.stateDir, decisions);
+      io.stdout(
+        `adopted for commit ${head.slice(0, 12)}: the next apply replaces\n${files.map((f) => `  ${f.path} (${sizeChange(f)})\n`).join('')}` +
+          `and keeps a copy of each under ${join(config.stateDir, 'replaced')}/\n`,
+      );
+    });
+
+  program
+    .command('accept')
+    .description('keep local changes to managed files: applies leave them as they are and report them, until a release changes their template')
+    .argument('<paths...>', 'managed paths relative to the install dir, e.g. nginx/conf.d/api.conf')
+    .action(async (paths: string[]) => {
+      const config = await configFrom(io, envFile());
+      const planned = await planHead(config);
+      if (!planned.head) throw new SettingError('FLOTILLA_BRANCH', `branch ${config.branch} does not exist yet: nothing to accept`);
+      const { head, plan } = planned;
+      const decisions = await readDecisions(config.stateDir);
+      const accepted = { ...decisions.accepted };
+      const lines: string[] = [];
+      for (const path of paths) {
+        const file = plan.files.find((f) => f.path === path && f.action !== 'delete');
+        if (!file) throw new ManifestError(`not a managed file of commit ${head.slice(0, 12)}`, path);
+        if (file.sha256Before === undefined) throw new ManifestError('is not on this host: there is nothing to keep', path);
+        if (!file.foreign) {
+          lines.push(`  ${path}: what Flotilla wrote or writes; nothing to accept`);
+          continue;
+        }
+        // The template it is accepted against: a release that changes it is refused again.
+        accepted[path] = { sha256: file.sha256Before, template: file.sha256!, at: new Date().toISOString() };
+        lines.push(`  ${path}: kept as it is (sha256 ${file.sha256Before.slice(0, 12)}) while releases write what commit ${head.slice(0, 12)} writes`);
+      }
+      decisions.accepted = accepted;
+      await writeDecisions(config.stateDir, decisions);
+      io.stdout(`accepted local changes:\n${lines.join('\n')}\n`);
     });
 
   program

@@ -3,7 +3,7 @@
 // non-secret values, and generated secrets by name.
 import type { FileChange } from '../renderer/core/diff.js';
 import { describeHook } from '../renderer/core/manifest.js';
-import type { ApplyPlan, PlannedFile } from './apply.js';
+import { sizeChange, type ApplyPlan, type PlannedFile } from './apply.js';
 
 export interface PlanTextOptions {
   /** Print unified diffs after the summary (default true). */
@@ -16,6 +16,7 @@ export function renderPlanText(plan: ApplyPlan, opts: PlanTextOptions = {}): str
   out.push(`plan for ${m.tenant} (${m.mode}, image tag ${m.imageTag}, source ${m.source.commit.slice(0, 12)}) in ${plan.installDir}`);
   out.push('');
   out.push(...renderFileSummary(plan.files));
+  out.push(...renderForeign(plan.files));
   if (plan.kept.length > 0) {
     out.push('', 'kept (not deleted):');
     for (const k of plan.kept) out.push(`  ${k.path}: ${k.reason}`);
@@ -56,6 +57,35 @@ export function renderPlanText(plan: ApplyPlan, opts: PlanTextOptions = {}): str
     if (diffs) out.push('', diffs.trimEnd());
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * Managed paths whose file on disk is not what Flotilla last wrote, and what the apply
+ * does with each: the operator's "Phase 0" list, to make the templates match first.
+ */
+export function renderForeign(files: PlannedFile[]): string[] {
+  const foreign = files.filter((f) => f.foreign);
+  if (foreign.length === 0) return [];
+  const width = Math.max(...foreign.map((f) => f.path.length));
+  const out = ['', 'files Flotilla did not write (or that changed on this host since it did):'];
+  for (const f of foreign) {
+    const d = f.foreign!;
+    const what = d.kind === 'unowned' ? 'not written by Flotilla' : 'local change';
+    const decision =
+      d.decision === 'undecided'
+        ? `refused until decided${d.note ? `: ${d.note}` : ''}`
+        : d.decision === 'keep'
+          ? `kept as it is (accepted on this host)`
+          : `replaced, a copy kept (decided by ${d.by === 'fleet' ? 'the fleet: adopt: replace' : d.by === 'heal' ? 'FLOTILLA_DRIFT=heal' : 'this host: flotilla-agent adopt'})`;
+    out.push(`  ${f.path.padEnd(width)}  ${what}, ${sizeChange(f)}: ${decision}`);
+  }
+  if (foreign.some((f) => f.foreign!.decision === 'undecided'))
+    out.push(
+      '  decide: make the templates match (the diffs below) and publish; or let Flotilla replace them:',
+      "    `adopt: replace` in the tenant's fleet file, or `flotilla-agent adopt` on this host (copies kept);",
+      '    or keep a local change: `flotilla-agent accept PATH`',
+    );
+  return out;
 }
 
 /** One line per file: status, path, sizes; then a count per status. */
