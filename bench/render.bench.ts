@@ -81,7 +81,7 @@ export async function benchRender(root = findRepoRoot()): Promise<BenchRow[]> {
   const example = await loadFleet(root);
   const fleet = generateFleet(example, BENCH_TENANTS);
   const templates = await loadTemplates(join(root, 'templates'));
-  const contexts = fleet.tenants.map((t) => templateContext(fleet, t, SOURCE));
+  const contexts = fleet.tenants.map((t) => templateContext(fleet, t));
 
   // Both sides call the very same compiled template functions, warmed up first, so
   // the JIT state is the same and the difference is what the renderer adds.

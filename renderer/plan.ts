@@ -11,7 +11,6 @@ import { COMPOSE_FILE_NAMES, evaluateComposeText } from './core/compose-vars.js'
 import { ComposeFileError, GitError } from './core/errors.js';
 import { byCodeUnits, describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from './core/manifest.js';
 import type { Fleet, Tenant } from './fleet.js';
-import { HEADER_PREFIX } from './render.js';
 
 /** One tenant's render, as render.ts produces it (only what a plan reads). */
 export interface RenderedSide {
@@ -162,19 +161,10 @@ function markModeChanges(files: FileChange[], base: RenderedSide | undefined, he
   return files;
 }
 
-function filesMap(side: RenderedSide | undefined, headCommit?: string): Map<string, string | undefined> {
+/** A side's files by path, without the manifest: it names the source commit, which every change moves (what else it carries is compared on its own). */
+function filesMap(side: RenderedSide | undefined): Map<string, string | undefined> {
   const files = new Map<string, string | undefined>();
-  const baseCommit = side?.manifest.source.commit;
-  for (const f of side?.files ?? []) {
-    if (f.path === MANIFEST_PATH) continue;
-    let content = f.content;
-    if (headCommit && baseCommit && baseCommit !== headCommit && content.startsWith(HEADER_PREFIX)) {
-      const nl = content.indexOf('\n');
-      const header = nl === -1 ? content : content.slice(0, nl);
-      content = header.replace(` source=${baseCommit} `, ` source=${headCommit} `) + (nl === -1 ? '' : content.slice(nl));
-    }
-    files.set(f.path, content);
-  }
+  for (const f of side?.files ?? []) if (f.path !== MANIFEST_PATH) files.set(f.path, f.content);
   return files;
 }
 
@@ -311,7 +301,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
     const head = headBySlug.get(slug);
     const tenant = tenantBySlug.get(slug);
     const files = markModeChanges(
-      fileChanges(filesMap(base, head?.manifest.source.commit), filesMap(head), input.maxDiffChars ? { maxDiffChars: input.maxDiffChars } : {}),
+      fileChanges(filesMap(base), filesMap(head), input.maxDiffChars ? { maxDiffChars: input.maxDiffChars } : {}),
       base,
       head,
     );

@@ -40,7 +40,7 @@ const body = (content: string) => (content.startsWith(HEADER_PREFIX) ? content.s
 function expectEveryTenantAlone(fleet: Fleet, rendered: RenderedTenant[], texts: Map<string, string>): void {
   expect(rendered.map((r) => r.slug)).toEqual(fleet.tenants.map((t) => t.slug));
   for (const [i, tenant] of fleet.tenants.entries()) {
-    const expected = handlebarsAlone(texts, templateContext(fleet, tenant, SOURCE));
+    const expected = handlebarsAlone(texts, templateContext(fleet, tenant));
     const files = new Map(rendered[i]!.files.map((f) => [f.path, f.content]));
     for (const [source, output] of expected) {
       if (source === ENV_TEMPLATE) continue;

@@ -30,7 +30,7 @@ describe('rendering a tenant’s templates in one call', () => {
     expect(compiled.length).toBeGreaterThan(5);
     expect(compiled.every((t) => t.together)).toBe(true);
     for (const tenant of fleet.tenants) {
-      const context = templateContext(fleet, tenant, SOURCE);
+      const context = templateContext(fleet, tenant);
       expect(set.renderTogether(compiled, context)).toEqual(oneByOne(set, context));
     }
   });

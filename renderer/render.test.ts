@@ -30,8 +30,8 @@ function smallFleet(tenantYaml = 'domain: linda.cmlite.org\nmode: adopted\nenv:\
   );
 }
 
-function renderOne(templates: Record<string, string>, fleet = smallFleet()): RenderedTenant {
-  return renderTenant(fleet, fleet.tenants[0]!, compileTemplates(new Map(Object.entries(templates))), SOURCE);
+function renderOne(templates: Record<string, string>, fleet = smallFleet(), source = SOURCE): RenderedTenant {
+  return renderTenant(fleet, fleet.tenants[0]!, compileTemplates(new Map(Object.entries(templates))), source);
 }
 
 function fileOf(r: RenderedTenant, path: string): string {
@@ -88,10 +88,15 @@ describe('renderTenant', () => {
     expect(m.requiredVariables).toEqual(['JWT_SECRET', 'SMTP_HOST']);
   });
 
-  it('starts yaml and conf files with a header naming tenant and source commit; copies other files byte for byte', () => {
+  it('starts yaml and conf files with a header naming tenant and template, not the source commit; copies other files byte for byte', () => {
     const r = renderOne(templates);
-    const header = `${HEADER_PREFIX}linda source=${SOURCE.commit} `;
-    expect(fileOf(r, 'docker-compose.yml').split('\n')[0]).toContain(header);
+    expect(fileOf(r, 'docker-compose.yml').split('\n')[0]).toBe(
+      `${HEADER_PREFIX}linda template=templates/docker-compose.yml.hbs (generated: edit the template, not this file)`,
+    );
+    expect(fileOf(r, MANIFEST_PATH)).toContain(SOURCE.commit);
+    // Another fleet commit changes the manifest alone: the host rewrites no other file.
+    const later = renderOne(templates, smallFleet(), { repo: SOURCE.repo, commit: 'c'.repeat(40) });
+    expect(later.files.filter((f, i) => f.content !== r.files[i]!.content).map((f) => f.path)).toEqual([MANIFEST_PATH]);
     expect(fileOf(r, 'nginx/conf.d/default.conf')).toBe(
       `${fileOf(r, 'nginx/conf.d/default.conf').split('\n')[0]}\nserver_name linda.cmlite.org www.linda.cmlite.org;\n`,
     );

@@ -32,7 +32,11 @@ import { canRenderTogether, renderTogether, type RenderTogether } from './render
 
 /** The template whose output is the env patch (manifest.envPatch), never a file. */
 export const ENV_TEMPLATE = 'env.hbs';
-/** Every rendered file that allows `#` comments starts with this (then tenant and source commit). */
+/**
+ * Every rendered file that allows `#` comments starts with this (then tenant and template).
+ * The source commit is not in it: it lives in the manifest and the commit trailer, so a
+ * file's bytes change only when what it renders from changes, and the host rewrites only those.
+ */
 export const HEADER_PREFIX = '# flotilla tenant=';
 
 const COMPOSE_OUTPUT = /^(docker-)?compose\.ya?ml$/;
@@ -300,11 +304,13 @@ export interface TemplateContext {
   images: Record<string, string>;
   registry: string;
   serverNames: string[];
-  source: RenderSource;
 }
 
-/** The values a tenant's templates render from. */
-export function templateContext(fleet: Fleet, tenant: Tenant, source: RenderSource): TemplateContext {
+/**
+ * The values a tenant's templates render from. Not the source commit: a file that
+ * wrote it would change on every fleet commit, for every tenant.
+ */
+export function templateContext(fleet: Fleet, tenant: Tenant): TemplateContext {
   const registry = fleet.defaults.registry.replace(/\/+$/, '');
   const images: Record<string, string> = {};
   for (const [service, name] of Object.entries(fleet.defaults.images)) images[service] = `${registry}/${name}`;
@@ -324,7 +330,6 @@ export function templateContext(fleet: Fleet, tenant: Tenant, source: RenderSour
     images,
     registry,
     serverNames: [tenant.domain, `www.${tenant.domain}`],
-    source,
   };
 }
 
@@ -443,8 +448,8 @@ function parseEnvPatch(text: string, tenant: Tenant): Record<string, string> {
 /** A-Z, a-z or _. */
 const startsLikeKey = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
 
-function headerLine(tenant: Tenant, source: RenderSource, template: CompiledTemplate): string {
-  return `${HEADER_PREFIX}${tenant.slug} source=${source.commit} template=templates/${template.source} (generated: edit the template, not this file)\n`;
+function headerLine(tenant: Tenant, template: CompiledTemplate): string {
+  return `${HEADER_PREFIX}${tenant.slug} template=templates/${template.source} (generated: edit the template, not this file)\n`;
 }
 
 function scanCompose(templates: TemplateSet, file: string, content: string, body: string, tenant: string): VariableScan {
@@ -470,7 +475,7 @@ function scanCompose(templates: TemplateSet, file: string, content: string, body
 /** Renders one tenant: every template, the env patch, and the manifest. */
 export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSet, source: RenderSource): RenderedTenant {
   checkFeatureRefs(templates, tenant);
-  const context = templateContext(fleet, tenant, source);
+  const context = templateContext(fleet, tenant);
   const files: RenderedFile[] = [];
   const managed: ManagedFile[] = [];
   let requiredVariables: string[] = [];
@@ -482,7 +487,7 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
       return;
     }
     const body = bodies[i]!;
-    const header = COMMENTABLE_OUTPUT.test(template.output) ? headerLine(tenant, source, template) : '';
+    const header = COMMENTABLE_OUTPUT.test(template.output) ? headerLine(tenant, template) : '';
     const content = header + body;
     // Hashing first flattens `content` (Handlebars builds it from many pieces) once;
     // the scan memo's key is then a slice of that flat string, not a second copy.
