@@ -186,6 +186,10 @@ function describeFailure(step: string, err: unknown): string {
   return `${step} failed: ${err instanceof Error ? err.message : String(err)}`;
 }
 
+function redactIfAble(deps: ReconcileDeps, text: string): string {
+  return deps.secrets ? deps.secrets.redact(text) : text;
+}
+
 /** Runs one phase's hooks of a manifest in the install dir; throws HookFailedError. */
 async function runManifestHooks(deps: ReconcileDeps, phase: HookPhase, manifest: Manifest): Promise<void> {
   const hooks = manifest.hooks?.[phase] ?? [];
@@ -564,6 +568,8 @@ async function apply(
     } else {
       await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
     }
+    // Compose quotes values it cannot use; the state keeps the text too, so retries compare like with like.
+    description = redactIfAble(deps, description);
     log(description);
     // Failures before the swap (fetch, pull...) are retried next poll; after it, only a new commit is tried.
     await record(journal ? 'held' : 'failed', description);
@@ -639,7 +645,7 @@ async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentSta
       if (!health.ok) throw new ComposeStepError('health', health.detail);
       await runManifestHooks(deps, 'postUp', fetched.manifest);
     } catch (e) {
-      const description = `${describeFailure('recovery', e)}; ${await rollBack(deps, decision.journal)}`;
+      const description = redactIfAble(deps, `${describeFailure('recovery', e)}; ${await rollBack(deps, decision.journal)}`);
       state.lastAttempt = { commit, outcome: 'held', description, at: new Date().toISOString() };
       await writeState(config.stateDir, state);
       await deps.report({ tenantCommit: commit, ...(fetched.sourceCommit ? { sourceCommit: fetched.sourceCommit } : {}), state: 'failure', description });
