@@ -6,7 +6,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { fileChange, type FileChange, type FileChangeOptions } from '../renderer/core/diff.js';
-import { definedKeys, patchEnvText } from '../renderer/core/env-file.js';
+import { definedKeys, patchEnvText, type ComposeFlavour } from '../renderer/core/env-file.js';
 import { stackMissingVariables } from './env-check.js';
 import { ApplyRefusedError, EnvFileError, JournalError, ManifestError, UnsafePathError } from '../renderer/core/errors.js';
 import { checkManagedPath, MAX_MANAGED_FILE_BYTES, sha256, type Manifest } from '../renderer/core/manifest.js';
@@ -67,6 +67,8 @@ export interface EnvPlan {
   added: string[];
   /** Names of secrets generated for this apply (their values are in `patch` only). */
   generated: string[];
+  /** The compose the patch was written for; patchInstalledEnv writes for the same one. */
+  flavour?: ComposeFlavour;
 }
 
 export interface EnvCoverage {
@@ -101,6 +103,8 @@ export interface PlanApplyInput {
   diff?: FileChangeOptions;
   /** The environment compose runs with (composeEnv): it wins over `.env` when compose interpolates. */
   composeEnv?: Record<string, string | undefined>;
+  /** Which compose reads `.env` on this host: values are written in the form it reads back. Default v2. */
+  composeFlavour?: ComposeFlavour;
   /** The operator's decisions on this host (decisions.json). */
   decisions?: HostDecisions;
   /** FLOTILLA_DRIFT: with `heal` a local change is replaced (a copy kept); default `report`, which refuses. */
@@ -232,13 +236,14 @@ export function buildApplyPlan(input: PlanApplyInput, local: LocalState): ApplyP
   const envBefore = input.envText ?? local.envText;
   const generated = Object.keys(input.generatedSecrets ?? {});
   const patch = { ...input.manifest.envPatch, ...input.generatedSecrets };
-  const patched = patchEnvText(envBefore ?? '', patch, ENV_FILE);
+  const patched = patchEnvText(envBefore ?? '', patch, ENV_FILE, input.composeFlavour);
   const env: EnvPlan = {
     existed: envBefore !== undefined,
     patch,
     changed: patched.changed,
     added: patched.added,
     generated,
+    ...(input.composeFlavour ? { flavour: input.composeFlavour } : {}),
   };
   if (envBefore !== undefined) env.before = envBefore;
   if (envBefore !== undefined || patched.text !== '') env.after = patched.text;
@@ -479,7 +484,7 @@ export async function patchInstalledEnv(
     throw new JournalError(record.installDir, `patchInstalledEnv needs phase swapped, journal is at ${record.phase}`);
   const current = await files.readManaged(record.installDir, ENV_FILE);
   const text = current ? decodeEnv(current.content) : '';
-  const patched = patchEnvText(text, plan.env.patch, ENV_FILE);
+  const patched = patchEnvText(text, plan.env.patch, ENV_FILE, plan.env.flavour);
   const unchanged = current ? patched.text === text : patched.text === '';
   if (!unchanged) {
     if (current) {
