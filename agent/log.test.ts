@@ -63,6 +63,27 @@ describe('agent log', () => {
     }
   });
 
+  it('passes every line through the host’s redaction as it is written, so a value the host holds now is masked now', () => {
+    const held = new Set<string>();
+    for (const format of ['text', 'json'] as const) {
+      const lines: string[] = [];
+      const log = createAgentLog({
+        format,
+        tenant: 'linda',
+        write: (s) => void lines.push(s),
+        now: NOW,
+        redact: (text) => [...held].reduce((t, v) => t.split(v).join('***'), text),
+      });
+      held.clear();
+      log('config failed: cpus: invalid value Zm9vYmFyYmF6cXV4');
+      held.add('Zm9vYmFyYmF6cXV4');
+      log.error('config failed: cpus: invalid value Zm9vYmFyYmF6cXV4');
+      expect(lines[0]).toContain('invalid value Zm9vYmFyYmF6cXV4');
+      expect(lines[1]).toContain('invalid value ***');
+      expect(lines[1]).not.toContain('Zm9vYmFyYmF6cXV4');
+    }
+  });
+
   it('redacts secrets in structured fields too', () => {
     const { log, lines } = capture('json');
     log.logger.info({ token: 'plain-field-token', nested: { authorization: 'Bearer zzz' } }, 'sent');

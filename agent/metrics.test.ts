@@ -12,6 +12,7 @@ import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
 import { runAgentCli } from './main.js';
 import { createAgentMetrics, parseListenAddress, serveMetrics } from './metrics.js';
+import { redactValues } from './redact.js';
 
 let git: GitServer;
 let work: string;
@@ -149,6 +150,20 @@ describe('agent metrics', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it('masks host values in label values at scrape time, and nothing else of the exposition', async () => {
+    const secret = 'hunter2-but-longer-9f8e7d';
+    const metrics = createAgentMetrics({
+      tenant: 'linda',
+      outboxLength: async () => 0,
+      lastApplied: `x${secret.slice(0, 12)}`,
+      redact: (text) => redactValues(text, [secret]),
+    });
+    const text = await metrics.text();
+    expect(text).not.toContain(secret.slice(0, 8));
+    expect(samples(text).get('flotilla_agent_last_applied_info{commit="x***",tenant="linda"}')).toBe(1);
+    expect(samples(text).get('flotilla_agent_poll_failures_total{tenant="linda"}')).toBe(0);
   });
 
   it('takes only an IP:PORT to listen on', () => {

@@ -13,6 +13,7 @@ import {
   logStatusSend,
   type StatusSend,
 } from './status-outbox.js';
+import { redactValues } from './redact.js';
 
 const TENANT_SHA = 'd4'.repeat(20);
 const SOURCE_SHA = 'e5'.repeat(20);
@@ -251,6 +252,25 @@ describe('StatusOutbox through the GitHub client and the OpenAPI-checked stand-i
     // No burst: status writes after recovery are the coalesced few, not one per attempt.
     const postsAfterRecovery = standIn.requests().filter((r) => r.method === 'POST' && r.status === 201 && !r.clientGaveUp);
     expect(postsAfterRecovery).toHaveLength(2 + 3);
+  });
+
+  it('masks host values before the 140-character cut, also in entries queued before the agent knew them', async () => {
+    const gh = client();
+    const secret = 'Qm9vdHN0cmFwLWtleS0xOTg0LWRvLW5vdC1sZWFrLXg';
+    // 130 characters before the value: cut at 140, 9 of its characters would be left.
+    const description = `post-up hook migrate failed: ${'x'.repeat(101)}${secret}`;
+    const held: string[] = [];
+    const outbox = new StatusOutbox(dir, { redact: (text) => redactValues(text, held) });
+    await outbox.enqueue(status(TENANT_SHA, 'failure', description));
+    held.push(secret);
+    await outbox.enqueue(status(SOURCE_SHA, 'failure', description));
+    expect(await outbox.flush(githubStatusSend(gh))).toMatchObject({ sent: 2, pending: 0 });
+    const posted = standIn.statuses('acme/fleet').map((s) => s.description ?? '');
+    expect(posted).toHaveLength(2);
+    for (const text of posted) {
+      expect(text.startsWith(`post-up hook migrate failed: ${'x'.repeat(101)}***`)).toBe(true);
+      for (let i = 0; i + 8 <= secret.length; i++) expect(text).not.toContain(secret.slice(i, i + 8));
+    }
   });
 
   it('does not post twice when the agent died right after GitHub accepted', async () => {
