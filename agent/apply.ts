@@ -322,22 +322,34 @@ export class ForeignFilesRefusedError extends ApplyRefusedError {
 const STATUS_BUDGET = 140 - 'refused: '.length;
 
 export function describeUndecided(files: PlannedFile[]): string {
-  const unowned = files.filter((f) => f.foreign?.kind === 'unowned');
-  const changed = files.filter((f) => f.foreign?.kind !== 'unowned');
+  // The biggest rewrites first: they are what could break a site, so they are named first.
+  const bySize = (a: PlannedFile, b: PlannedFile) =>
+    Math.abs((b.sizeAfter ?? 0) - (b.sizeBefore ?? 0)) - Math.abs((a.sizeAfter ?? 0) - (a.sizeBefore ?? 0));
+  const unowned = files.filter((f) => f.foreign?.kind === 'unowned').sort(bySize);
+  const changed = files.filter((f) => f.foreign?.kind !== 'unowned').sort(bySize);
   const tail = '; see `flotilla-agent plan`';
-  const parts: { head: string; items: string[] }[] = [];
+  const parts: { head: string; items: PlannedFile[]; sized: number; named: number }[] = [];
   if (unowned.length > 0)
-    parts.push({ head: `would replace ${count(unowned.length, 'file')} it did not write: `, items: unowned.map((f) => `${f.path} (${sizeChange(f)})`) });
-  if (changed.length > 0)
-    parts.push({ head: `${count(changed.length, 'local change')} to managed files: `, items: changed.map((f) => f.path) });
-  // Name as many files as fit; the plan lists them all.
-  const shown = parts.map((p) => ({ ...p, n: p.items.length }));
-  const list = (p: (typeof shown)[number]) =>
-    [...p.items.slice(0, p.n), ...(p.n < p.items.length ? [`+${p.items.length - p.n} more`] : [])].join(', ');
-  const text = () => shown.map((p) => `${p.head}${list(p)}`).join('; ') + tail;
-  while (text().length > STATUS_BUDGET && shown.some((p) => p.n > 0)) {
-    const longest = shown.reduce((a, b) => (b.n > a.n ? b : a));
-    longest.n -= 1;
+    parts.push({ head: `would replace ${count(unowned.length, 'file')} it did not write: `, items: unowned, sized: unowned.length, named: unowned.length });
+  if (changed.length > 0) parts.push({ head: `${count(changed.length, 'local change')} to managed files: `, items: changed, sized: 0, named: changed.length });
+  const list = (p: (typeof parts)[number]) =>
+    [
+      ...p.items.slice(0, p.named).map((f, i) => (i < p.sized ? `${f.path} (${sizeChange(f)})` : f.path)),
+      ...(p.named < p.items.length ? [`+${p.items.length - p.named} more`] : []),
+    ].join(', ');
+  const text = () => parts.map((p) => `${p.head}${list(p)}`).join('; ') + tail;
+  // Within GitHub's limit: drop sizes from the end of each list, then names (the plan has
+  // them all), the first file of each list keeping its name and size the longest.
+  while (text().length > STATUS_BUDGET) {
+    const cut =
+      parts.find((p) => p.sized > 1) ??
+      parts.filter((p) => p.named > 1).sort((a, b) => b.named - a.named)[0] ??
+      parts.find((p) => p.sized > 0) ??
+      parts.find((p) => p.named > 0);
+    if (!cut) break;
+    if (cut.sized > 1 || (cut.named <= 1 && cut.sized > 0)) cut.sized -= 1;
+    else cut.named -= 1;
+    cut.sized = Math.min(cut.sized, cut.named);
   }
   return text();
 }
