@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   InvalidInterpolationError,
   MissingRequiredVariableError,
+  evaluateComposeText,
   interpolate,
   scanInterpolation,
 } from './compose-vars.js';
@@ -218,6 +219,40 @@ describe('scanner on arbitrary input', () => {
         for (const n of looked) expect(scan.references).toContain(n);
       }),
       { numRuns: 1000 },
+    );
+  });
+});
+
+describe('evaluateComposeText', () => {
+  type State = 'unset' | 'empty' | 'set';
+  const state = fc.constantFrom<State>('unset', 'empty', 'set');
+  const envOf = (states: Record<string, State>, setValue: string): Env =>
+    Object.fromEntries(
+      Object.entries(states)
+        .filter(([, s]) => s !== 'unset')
+        .map(([n, s]) => [n, s === 'set' ? setValue : '']),
+    );
+
+  it('finds in a document what the interpolator reports for its value, whatever the non-empty values, call after call', () => {
+    fc.assert(
+      fc.property(
+        templateArbitrary(fc.constantFrom('A', 'B', 'C')),
+        fc.array(fc.record({ A: state, B: state, C: state }), { minLength: 1, maxLength: 4 }),
+        (parts, envs) => {
+          const value = render(parts);
+          const doc = JSON.stringify({ services: { app: { image: value, command: ['run', value] } } });
+          for (const states of envs) {
+            const env = envOf(states, 'x');
+            const reported = new Set<string>();
+            interpolate(value, env, (n) => reported.add(n), (n) => reported.add(n));
+            const expected = sortedUnique(reported);
+            expect(evaluateComposeText(doc, 'compose.yaml', env).missing).toEqual(expected);
+            // A value that looks like an expression is still only a value.
+            expect(evaluateComposeText(doc, 'compose.yaml', envOf(states, '${C:?}$B')).missing).toEqual(expected);
+          }
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });

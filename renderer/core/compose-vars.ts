@@ -367,34 +367,57 @@ export function evaluateComposeText(
   file: string,
   env: Record<string, string | undefined>,
 ): VariableEvaluation {
-  const collector = new EvaluationCollector();
-  for (const [path, value] of valuesWithDollar(yamlText, file)) {
-    try {
-      interpolate(value, env, collector.onUnset, collector.onRequiredMissing);
-    } catch (e) {
-      if (e instanceof InvalidInterpolationError) throw invalidAt(file, path, value);
-      throw e;
-    }
+  const text = composeTextMemo(yamlText, file);
+  // What compose reports depends on each name being unset, empty or not, never on the
+  // value itself (a substituted value is not read again): one evaluation per pattern.
+  const pattern = text.references
+    .map((name) => {
+      const v = lookup(env, name);
+      return v === undefined ? 'u' : v === '' ? 'e' : 'n';
+    })
+    .join('');
+  let evaluation = text.byPattern.get(pattern);
+  if (!evaluation) {
+    const collector = new EvaluationCollector();
+    for (const value of text.values) interpolate(value, env, collector.onUnset, collector.onRequiredMissing);
+    evaluation = collector.done();
+    if (text.byPattern.size >= PATTERN_MEMO_LIMIT) text.byPattern.clear();
+    text.byPattern.set(pattern, evaluation);
   }
-  return collector.done();
+  return { unset: [...evaluation.unset], requiredMissing: [...evaluation.requiredMissing], missing: [...evaluation.missing] };
+}
+
+interface ComposeTextMemo {
+  /** The string values that hold a `$`: the only ones interpolation can change. */
+  values: string[];
+  /** Every name those values mention: all an evaluation can look up. */
+  references: string[];
+  byPattern: Map<string, VariableEvaluation>;
 }
 
 // A plan evaluates every tenant's compose file, base and head, and most tenants share
-// one text: the YAML is loaded once per distinct text. Bounded like render's scan memo.
-const DOLLAR_VALUES_MEMO_LIMIT = 64;
-const dollarValuesMemo = new Map<string, [string, string][]>();
+// one text and a few patterns of values: the YAML is loaded once per distinct text,
+// and evaluated once per pattern. Bounded like render's scan memo.
+const TEXT_MEMO_LIMIT = 64;
+const PATTERN_MEMO_LIMIT = 64;
+const textMemo = new Map<string, ComposeTextMemo>();
 
-/** The string values (with their YAML paths) that hold a `$`: the only ones interpolation can change. */
-function valuesWithDollar(yamlText: string, file: string): [string, string][] {
-  const known = dollarValuesMemo.get(yamlText);
+/** @throws ComposeFileError as scanComposeText describes (never memoized). */
+function composeTextMemo(yamlText: string, file: string): ComposeTextMemo {
+  const known = textMemo.get(yamlText);
   if (known) return known;
-  const found: [string, string][] = [];
-  loadComposeTree(yamlText, file, (path, value) => {
-    if (value.includes('$')) found.push([path, value]);
+  const values: string[] = [];
+  const references = new Set<string>();
+  forEachComposeValue(yamlText, file, (value) => {
+    if (!value.includes('$')) return;
+    // Rejects what compose rejects, on every branch, before any evaluation.
+    scanInto(value, references, new Set());
+    values.push(value);
   });
-  if (dollarValuesMemo.size >= DOLLAR_VALUES_MEMO_LIMIT) dollarValuesMemo.clear();
-  dollarValuesMemo.set(yamlText, found);
-  return found;
+  const memo = { values, references: sorted(references), byPattern: new Map<string, VariableEvaluation>() };
+  if (textMemo.size >= TEXT_MEMO_LIMIT) textMemo.clear();
+  textMemo.set(yamlText, memo);
+  return memo;
 }
 
 /** The environment compose interpolates a project with, and what reading `.env` reported. */
