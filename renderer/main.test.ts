@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,12 +90,40 @@ describe('flotilla render', () => {
     await expect(stat(join(out, 'marcelle'))).rejects.toThrow(/ENOENT/);
   });
 
-  it('replaces what an earlier render left in a tenant folder', async () => {
+  it('renders again over its own earlier render', async () => {
+    const out = await tempDir();
+    expect(await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out, '--commit', 'a'.repeat(40)])).toMatchObject({ code: 0 });
+    expect(await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out, '--commit', 'b'.repeat(40)])).toMatchObject({ code: 0 });
+    expect(parseManifest(await readFile(join(out, 'pia/.flotilla/manifest.json'), 'utf8')).source.commit).toBe('b'.repeat(40));
+  });
+
+  it('refuses, exit 3, a folder holding what it did not write (a live install), and changes nothing', async () => {
+    const out = await tempDir();
+    await mkdir(join(out, 'pia'));
+    await writeFile(join(out, 'pia/.env'), 'POSTGRES_PASSWORD=kept\n');
+    await writeFile(join(out, 'pia/docker-compose.yml'), 'services: {}\n');
+    const r = await run(['--root', repoRoot, 'render', '--tenant', 'linda', 'pia', '--out', out]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`refusing to write ${join(out, 'pia')}`);
+    expect(r.stderr).toContain('.env (not written by flotilla render)');
+    expect(await readFile(join(out, 'pia/.env'), 'utf8')).toBe('POSTGRES_PASSWORD=kept\n');
+    expect(await readFile(join(out, 'pia/docker-compose.yml'), 'utf8')).toBe('services: {}\n');
+    // Checked before any tenant is written: linda, which came first, was not written either.
+    await expect(stat(join(out, 'linda'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('refuses a file added or edited by hand in its own earlier render', async () => {
     const out = await tempDir();
     await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out]);
-    await writeFile(join(out, 'pia/stale.conf'), 'left over\n');
-    await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out]);
-    await expect(stat(join(out, 'pia/stale.conf'))).rejects.toThrow(/ENOENT/);
+    await writeFile(join(out, 'pia/notes.txt'), 'mine\n');
+    const added = await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out]);
+    expect(added).toMatchObject({ code: 3 });
+    expect(added.stderr).toContain('notes.txt (not written by flotilla render)');
+    await rm(join(out, 'pia/notes.txt'));
+    await writeFile(join(out, 'pia/nginx/nginx.conf'), '# hotfix\n');
+    const edited = await run(['--root', repoRoot, 'render', '--tenant', 'pia', '--out', out]);
+    expect(edited.stderr).toContain('nginx/nginx.conf (changed since flotilla render wrote it)');
+    expect(await readFile(join(out, 'pia/nginx/nginx.conf'), 'utf8')).toBe('# hotfix\n');
   });
 
   it('exits 2 for an unknown tenant and names it', async () => {

@@ -1,13 +1,13 @@
 // `flotilla render`: write rendered tenant trees to a scratch directory, one
 // folder per tenant, to look at or diff by hand (the seeds' render-for-instance).
 import * as nodeFs from 'node:fs';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { SettingError } from '../core/errors.js';
 import { loadFleet } from '../fleet.js';
-import { loadTemplates, renderFleet, type RenderSource, type RenderedTenant } from '../render.js';
+import { loadTemplates, renderFleet, type RenderSource } from '../render.js';
+import { writeRenderedTrees } from '../render-out.js';
 import type { CliIo, GlobalOptions } from '../main.js';
 
 /**
@@ -32,20 +32,6 @@ export async function resolveSource(root: string, given: { repo?: string; commit
     }
   }
   return { repo, commit };
-}
-
-/** Writes each tenant's files under `outDir/<slug>/`, replacing what an earlier render left there. */
-export async function writeRenderedTrees(outDir: string, rendered: RenderedTenant[]): Promise<void> {
-  for (const tenant of rendered) {
-    const dir = join(outDir, tenant.slug);
-    await rm(dir, { recursive: true, force: true });
-    for (const file of tenant.files) {
-      const target = join(dir, file.path);
-      await mkdir(dirname(target), { recursive: true });
-      await writeFile(target, file.content);
-      await chmod(target, file.mode);
-    }
-  }
 }
 
 interface RenderOptions {

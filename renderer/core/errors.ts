@@ -163,6 +163,19 @@ export class ApplyRefusedError extends FlotillaError {
   }
 }
 
+/** `render --out` would replace or delete what it did not write (a live install, a hand edit). */
+export class OutputNotOursError extends FlotillaError {
+  readonly code = 'OUTPUT_NOT_OURS';
+  override readonly exitCode = 3;
+  constructor(
+    readonly dir: string,
+    readonly foreign: string[],
+  ) {
+    const shown = foreign.slice(0, 5).join(', ') + (foreign.length > 5 ? `, and ${foreign.length - 5} more` : '');
+    super(`refusing to write ${dir}: it holds what flotilla render did not write: ${shown}; choose an empty or new folder`);
+  }
+}
+
 /** An agent or CLI setting is missing or invalid. */
 export class SettingError extends FlotillaError {
   readonly code = 'SETTING';
