@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ComposeFileError } from './errors.js';
+import { ComposeFileError, EnvFileError } from './errors.js';
 import {
   InvalidInterpolationError,
   MissingRequiredVariableError,
@@ -266,6 +266,23 @@ describe('composeEnvironment', () => {
     expect(env.RAW).toBe('$NOT_EXPANDED');
     expect(env.EMPTY).toBe('');
     expect(env.QUOTED).not.toBe('');
+  });
+
+  it('names the line and key of a value compose cannot expand, never the value', () => {
+    let thrown: unknown;
+    try {
+      composeEnvironment('A=1\nDB_PASSWORD="s3cr3t${"\n', '.env', {});
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(EnvFileError);
+    expect((thrown as Error).message).toBe('.env:2: DB_PASSWORD: invalid interpolation format in the value; write a literal $ as $$');
+  });
+
+  it('reads a key named like an object property as a key', () => {
+    const { env } = composeEnvironment('__proto__=x\nconstructor=\nB=$__proto__\n', '.env', {});
+    expect(Object.keys(env).sort()).toEqual(['B', '__proto__', 'constructor']);
+    expect(env.B).toBe('x');
   });
 
   it('reports a `:?` in .env that fails', () => {

@@ -16,7 +16,7 @@
 //   not required.
 import yaml from 'js-yaml';
 import { parseEnvText } from './env-file.js';
-import { ComposeFileError } from './errors.js';
+import { ComposeFileError, EnvFileError } from './errors.js';
 
 /**
  * An expression compose rejects with "invalid interpolation format" (`${}`,
@@ -434,7 +434,7 @@ export interface ComposeEnvironment {
  * interpolated against the process environment first, then the keys assigned above
  * it; its value then only matters for being set and empty or not, which is all
  * interpolation of the compose file asks of it.
- * @throws EnvFileError for text compose would reject.
+ * @throws EnvFileError for text compose would reject, naming the line and key.
  */
 export function composeEnvironment(
   envText: string,
@@ -442,22 +442,30 @@ export function composeEnvironment(
   processEnv: Record<string, string | undefined>,
 ): ComposeEnvironment {
   const collector = new EvaluationCollector();
-  const fromFile: Record<string, string> = {};
-  // What a `.env` value is expanded against: the process environment, then the keys above it.
-  const lookupEnv: Record<string, string | undefined> = { ...processEnv };
+  const fromFile = new Map<string, string>();
+  // What a `.env` value is expanded against: the process environment, then the keys above
+  // it. No prototype, so a key such as `__proto__` is a key like any other.
+  const lookupEnv: Record<string, string | undefined> = Object.assign(Object.create(null), processEnv);
   for (const entry of parseEnvText(envText, envFile).entries) {
     let value = entry.value;
     if (entry.interpolated) {
       const template =
         entry.quote === '"' ? expandableForm(envText.slice(entry.valueStart + 1, entry.valueEnd - 1)) : entry.value;
-      value = interpolate(template, lookupEnv, collector.onUnset, collector.onRequiredMissing);
+      try {
+        value = interpolate(template, lookupEnv, collector.onUnset, collector.onRequiredMissing);
+      } catch (e) {
+        // Named by line and key only: the value may be a secret.
+        if (e instanceof InvalidInterpolationError) {
+          throw new EnvFileError(envFile, 'invalid interpolation format in the value; write a literal $ as $$', entry.line, entry.key);
+        }
+        throw e;
+      }
     }
-    fromFile[entry.key] = value;
+    fromFile.set(entry.key, value);
     if (!has(processEnv, entry.key)) lookupEnv[entry.key] = value;
   }
-  const env: Record<string, string> = { ...fromFile };
-  for (const [name, value] of Object.entries(processEnv)) if (value !== undefined) env[name] = value;
-  return { env, evaluation: collector.done() };
+  const fromProcess = Object.entries(processEnv).filter((e): e is [string, string] => e[1] !== undefined);
+  return { env: Object.fromEntries([...fromFile, ...fromProcess]), evaluation: collector.done() };
 }
 
 const has = (env: object, name: string): boolean => Object.prototype.hasOwnProperty.call(env, name);
