@@ -3,8 +3,9 @@
 // need different bytes for some values (renderer/core/env-file.ts). The command
 // alone does not say: `docker-compose` is v1 on Debian and v2 where the
 // standalone v2 binary is installed under that name, so the version is asked.
-import type { ComposeFlavour } from '../renderer/core/env-file.js';
+import { composeFlavourMatters, type ComposeFlavour } from '../renderer/core/env-file.js';
 import { SettingError } from '../renderer/core/errors.js';
+import { composeEnv, detectComposeCommand } from './compose.js';
 import { runCommand } from './exec.js';
 
 const VERSION_TIMEOUT_MS = 30_000;
@@ -21,4 +22,24 @@ export async function composeFlavour(command: string[], env: Record<string, stri
   }
   // docker-compose 1.29 prints "1.29.2"; compose v2 prints "2.29.1" or "v2.29.1".
   return /^v?1\./.test(result.stdout.trim()) ? 'v1' : 'v2';
+}
+
+/**
+ * The flavour `patch` must be written into `envText` for, or undefined when v1
+ * and v2 need the same bytes (then nothing is run: most patches). `command` is
+ * FLOTILLA_COMPOSE when set, else the one the compose runner would detect.
+ */
+export async function flavourForPatch(
+  envText: string | undefined,
+  patch: Record<string, string>,
+  command: string[] | undefined,
+  env: Record<string, string | undefined>,
+): Promise<ComposeFlavour | undefined> {
+  if (!composeFlavourMatters(envText ?? '', patch, '.env')) return undefined;
+  return hostComposeFlavour(command, env);
+}
+
+/** The flavour of `command`, or of the compose the runner would detect when it is undefined. */
+export async function hostComposeFlavour(command: string[] | undefined, env: Record<string, string | undefined>): Promise<ComposeFlavour> {
+  return composeFlavour(command ?? (await detectComposeCommand({ env })), composeEnv(env));
 }

@@ -14,6 +14,7 @@ import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig } from './config.js';
+import { runAgentCli } from './main.js';
 import { reconcileOnce } from './reconcile.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
@@ -104,5 +105,31 @@ describe('the env patch on a host, per compose flavour', () => {
     expect(description).toContain('compose v1');
     expect(description).not.toContain('pre${HOME}post');
     expect(env).toBeUndefined();
+  });
+});
+
+describe('flotilla-agent env-patch, per compose flavour', () => {
+  async function envPatch(args: string[], env: Record<string, string>) {
+    let out = '';
+    let err = '';
+    const code = await runAgentCli(['env-patch', '--file', join(work, '.env'), ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+      stdout: (s) => void (out += s),
+      stderr: (s) => void (err += s),
+    });
+    return { code, out, err, text: await readFile(join(work, '.env'), 'utf8').catch(() => undefined) };
+  }
+
+  it("asks the host's compose (FLOTILLA_COMPOSE) when the flavours need different bytes", async () => {
+    const run = await envPatch(["PROMO=it's $5 off"], { FLOTILLA_COMPOSE: '/usr/bin/docker-compose' });
+    expect(run).toMatchObject({ code: 0, text: '# Added by fleet env-patch\nPROMO="it\'s $5 off"\n' });
+  });
+
+  it('takes --compose v2 as said, and refuses any other flavour', async () => {
+    const run = await envPatch(['--compose', 'v2', "PROMO=it's $5 off"], { FLOTILLA_COMPOSE: '/usr/bin/docker-compose' });
+    expect(run).toMatchObject({ code: 0, text: '# Added by fleet env-patch\nPROMO="it\'s \\$5 off"\n' });
+    const bad = await envPatch(['--compose', 'v3', 'A=1'], {});
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--compose: must be v1 or v2');
   });
 });

@@ -12,6 +12,8 @@ import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
 import { planApply, sizeChange, undecidedFiles } from './apply.js';
 import { listReplaced, renderReplaced } from './replaced.js';
 import { composeEnv, createComposeRunner } from './compose.js';
+import { flavourForPatch, hostComposeFlavour } from './compose-flavour.js';
+import { localFiles } from './local-files.js';
 import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
@@ -252,10 +254,14 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     const manifest = parseManifest(manifestFile.toString('utf8'));
     secrets.noteManifest(manifest);
     const state = await readState(config.stateDir);
+    // Written for the host's compose, as `once` writes it (asked only when v1 and v2 need different bytes).
+    const envText = (await localFiles.readManaged(config.installDir, '.env'))?.content.toString('utf8');
+    const flavour = await flavourForPatch(envText, manifest.envPatch, config.compose, io.env);
     const plan = await planApply({
       installDir: config.installDir,
       manifest,
       files,
+      ...(flavour ? { composeFlavour: flavour } : {}),
       ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
       composeEnv: composeEnv(io.env),
       decisions: await readDecisions(config.stateDir),
@@ -341,9 +347,15 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .command('env-patch')
     .description('patch KEY=VALUE pairs into an .env file in place, keeping every other byte')
     .requiredOption('--file <path>', 'the .env file')
+    .option('--compose <flavour>', 'v1 (docker-compose 1.x) or v2: the compose that reads the file; default: ask the installed one when it matters')
     .argument('<pairs...>', 'KEY=VALUE')
-    .action(async (pairs: string[], opts: { file: string }) => {
-      const result = await patchEnvFile(opts.file, parseAssignments(pairs));
+    .action(async (pairs: string[], opts: { file: string; compose?: string }) => {
+      if (opts.compose !== undefined && opts.compose !== 'v1' && opts.compose !== 'v2') {
+        throw new SettingError('--compose', 'must be v1 or v2');
+      }
+      const compose = io.env.FLOTILLA_COMPOSE?.trim();
+      const flavour = opts.compose ?? (() => hostComposeFlavour(compose ? compose.split(/\s+/) : undefined, io.env));
+      const result = await patchEnvFile(opts.file, parseAssignments(pairs), flavour);
       io.stdout(
         result.written
           ? `${opts.file}: changed ${result.changed.join(', ') || 'nothing'}; added ${result.added.join(', ') || 'nothing'}\n`

@@ -48,8 +48,7 @@ import {
 import { discardReplacedSet, keepReplacedFiles, type ReplacedSet } from './replaced.js';
 import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
 import { composeEnv, detectComposeCommand, waitHealthy } from './compose.js';
-import { composeFlavour } from './compose-flavour.js';
-import { composeFlavourMatters } from '../renderer/core/env-file.js';
+import { flavourForPatch } from './compose-flavour.js';
 import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
@@ -441,11 +440,8 @@ async function apply(
     if (state.lastApplied) input.previousManifest = state.lastApplied.manifest;
     if (envText !== undefined) input.envText = envText;
     // Most patches are written the same for compose v1 and v2; only when this one is not is compose asked which it is.
-    if (composeFlavourMatters(envText ?? '', { ...fetched.manifest.envPatch, ...generatedSecrets }, '.env')) {
-      const env = deps.hookEnv ?? process.env;
-      const command = deps.composeCommand ?? config.compose ?? (await detectComposeCommand({ env }));
-      input.composeFlavour = await composeFlavour(command, composeEnv(env));
-    }
+    const flavour = await flavourForPatch(envText, { ...fetched.manifest.envPatch, ...generatedSecrets }, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
+    if (flavour) input.composeFlavour = flavour;
     plan = await planApply(input);
     for (const kept of plan.kept) log(`plan: keeping ${kept.path}: ${kept.reason}`);
     for (const file of plan.files.filter((f) => f.foreign)) {

@@ -296,12 +296,13 @@ export interface EnvFilePatchResult {
  * atomically, keeping its mode and owner, only when the text changed. A
  * missing file is created with mode 0600 (managed hosts start without one)
  * when there is something to write. Refuses a file that is not UTF-8, since
- * rewriting it would change bytes outside the patched values.
+ * rewriting it would change bytes outside the patched values. `flavour` is the
+ * compose that reads the file, or a way to find out.
  */
 export async function patchEnvFile(
   path: string,
   patch: Record<string, string>,
-  flavour: ComposeFlavour = 'v2',
+  flavour: ComposeFlavour | (() => Promise<ComposeFlavour>) = 'v2',
 ): Promise<EnvFilePatchResult> {
   let bytes: Buffer | undefined;
   try {
@@ -318,7 +319,9 @@ export async function patchEnvFile(
       throw new EnvFileError(path, 'is not valid UTF-8; refusing to rewrite it');
     }
   }
-  const result = patchEnvText(text, patch, path, flavour);
+  // A resolver (which may have to ask compose) is called only when the flavours need different bytes.
+  const resolved = typeof flavour === 'function' ? (composeFlavourMatters(text, patch, path) ? await flavour() : 'v2') : flavour;
+  const result = patchEnvText(text, patch, path, resolved);
   if (bytes && result.text === text) return { changed: [], added: [], written: false };
   if (!bytes && result.text === '') return { changed: [], added: [], written: false };
   await writeFileAtomic(path, result.text, bytes ? {} : { mode: 0o600 });
