@@ -1,12 +1,17 @@
 // Env patch values as `flotilla check` and `render` judge them (both render every
 // tenant through renderTenant): nothing may pass them that every agent would refuse.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { checkRepo } from './commands/check.js';
 import { patchEnvText, readEnvValues } from './core/env-file.js';
 import { EnvFileError, FleetConfigError, RenderedOutputError } from './core/errors.js';
 import { loadFleetFromFiles } from './fleet.js';
 import { compileTemplates, renderTenant } from './render.js';
 
+const FLEET_YAML = 'defaults:\n  imageTag: v2.10.3\n  registry: 127.0.0.1:5000/flotilla\n  images:\n    api: api\n  domainSuffix: example.org\n';
 const SOURCE = { repo: 'http://127.0.0.1:9/fleet.git', commit: '3f786850e387550fdab836ed7e6dc881de23001b' };
 // Triple braces: the value reaches the env patch as the fleet wrote it, not HTML-escaped.
 const TEMPLATES = compileTemplates(new Map([['env.hbs', 'IMAGE_TAG={{imageTag}}\n{{#each env}}\n{{@key}}={{{this}}}\n{{/each}}\n']]));
@@ -15,7 +20,7 @@ const TEMPLATES = compileTemplates(new Map([['env.hbs', 'IMAGE_TAG={{imageTag}}\
 function renderedPatch(env: Record<string, string>, templates = TEMPLATES): Record<string, string> {
   const fleet = loadFleetFromFiles(
     new Map([
-      ['fleet/fleet.yaml', 'defaults:\n  imageTag: v2.10.3\n  registry: 127.0.0.1:5000/flotilla\n  images:\n    api: api\n  domainSuffix: example.org\n'],
+      ['fleet/fleet.yaml', FLEET_YAML],
       // JSON is YAML, and says every character exactly.
       ['fleet/tenants/linda.yaml', `domain: linda.example.org\nmode: adopted\nenv: ${JSON.stringify(env)}\n`],
     ]),
@@ -72,5 +77,22 @@ describe('env patch values in check and render', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('flotilla check passes the issue 13 value and fails a fleet whose env patch no host could write', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'flotilla-check-env-'));
+    try {
+      await mkdir(join(root, 'fleet/tenants'), { recursive: true });
+      await mkdir(join(root, 'templates'));
+      await writeFile(join(root, 'fleet/fleet.yaml'), FLEET_YAML);
+      await writeFile(join(root, 'fleet/tenants/linda.yaml'), `domain: linda.example.org\nmode: adopted\nenv: ${JSON.stringify({ PROMO: "it's $5 off" })}\n`);
+      await writeFile(join(root, 'templates/env.hbs'), '{{#each env}}\n{{@key}}={{{this}}}\n{{/each}}\n');
+      expect(await checkRepo(root)).toMatchObject({ tenants: 1 });
+
+      await writeFile(join(root, 'templates/env.hbs'), '{{#each env}}\n{{@key}}={{{this}}}\n{{/each}}\nNOTE=a\rb\n');
+      await expect(checkRepo(root)).rejects.toThrow(/env\.hbs \(tenant linda\): output line 2: NOTE: value contains a line break/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
