@@ -2,7 +2,7 @@
 // FleetStatus (and the last rollout, when known) in, one HTML string out. No
 // script, no external asset (a Content-Security-Policy forbids loading any), every
 // value escaped: tenant descriptions come from agents and are not trusted markup.
-import { formatAge, summaryLine, type FleetStatus, type TenantStatusRow, type TenantVerdict } from './status.js';
+import { driftCell, formatAge, summaryLine, type FleetStatus, type TenantStatusRow, type TenantVerdict } from './status.js';
 import type { RolloutReport, WaveState } from './rollout.js';
 
 export interface DashboardOptions {
@@ -62,7 +62,7 @@ function tenantRow(row: TenantStatusRow): string {
       : e(row.desiredTag);
   return `<tr class="tenant verdict-${cls(row.verdict)}" data-tenant="${e(row.slug)}" data-verdict="${e(row.verdict)}">
 <td class="slug">${e(row.slug)}</td>
-<td><span class="badge verdict-${cls(row.verdict)}">${e(state)}</span></td>
+<td><span class="badge verdict-${cls(row.verdict)}">${e(state)}</span>${driftCell(row) === 'local changes' ? ` <span class="badge drift" title="${e(row.drift!.description ?? '')}">local changes</span>` : ''}</td>
 <td class="tag">${tagCell}</td>
 <td class="commit" title="${e(row.head ?? '')}">${row.head ? e(row.head.slice(0, 7)) : '-'}</td>
 <td class="commit" title="${e(row.source ?? '')}">${row.source ? e(row.source.slice(0, 7)) : '-'}</td>
@@ -161,6 +161,7 @@ th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #eaecf0;vertical-
 th{background:#f2f4f7;font-weight:600}
 td.commit,td.tag{font-family:ui-monospace,Menlo,monospace}
 td.description{max-width:40em;overflow-wrap:anywhere}
+.badge.drift{background:#b45309}
 ol.waves{display:flex;flex-wrap:wrap;gap:12px;list-style:none;padding:0}
 li.wave{background:#fff;padding:8px 12px;min-width:180px;box-shadow:0 1px 2px #1018280d}
 ${verdictCss}

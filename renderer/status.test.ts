@@ -87,6 +87,28 @@ describe('collectFleetStatus', () => {
     });
   });
 
+  it('shows local changes a host reports as drift, without changing any verdict', async () => {
+    const base = STATUS_READS;
+    const drifted: StatusReads = {
+      ...base,
+      latestStatus: async (s, context) =>
+        s === sha('1') && context === 'flotilla/bnkops/drift'
+          ? { id: 2, targetUrl: null, state: 'failure', context, description: '1 local change: nginx/conf.d/api.conf (modified)', createdAt: '2026-05-22T19:59:00Z' }
+          : s === sha('3') && context === 'flotilla/marcelle/drift'
+            ? { id: 3, targetUrl: null, state: 'success', context, description: 'no local changes', createdAt: '2026-05-22T19:59:00Z' }
+            : base.latestStatus(s, context),
+    };
+    const status = await collectFleetStatus(FLEET, drifted);
+    const bnkops = status.tenants.find((t) => t.slug === 'bnkops')!;
+    expect(bnkops).toMatchObject({ verdict: 'converged', drift: { state: 'failure' } });
+    expect(status.counts.converged).toBe(1);
+    const text = formatStatus(status, { tty: false });
+    expect(text.split('\n')[1]).toBe(`bnkops\tv2.10.3\tv2.10.3\t1111111\taaaaaaa\tconverged\tlocal changes\t2m\tv2.10.3 running, 5/5 services healthy`);
+    expect(text.split('\n').find((l) => l.startsWith('marcelle'))).toContain('\tfailed\tnone\t');
+    expect(text).toContain('local changes on bnkops: 1 local change: nginx/conf.d/api.conf (modified)\n');
+    expect(JSON.parse(formatStatusJson(status)).tenants[0].drift).toEqual({ state: 'failure', description: '1 local change: nginx/conf.d/api.conf (modified)' });
+  });
+
   it('ignores statuses of other contexts on the same commit', async () => {
     const status = await collectFleetStatus(
       FLEET,
@@ -100,10 +122,10 @@ describe('formatStatus', () => {
   it('prints an aligned table and the summary line on a terminal', async () => {
     const text = formatStatus(await collectFleetStatus(FLEET, STATUS_READS), { tty: true });
     const lines = text.split('\n');
-    expect(lines[0]).toMatch(/^TENANT\s+DESIRED\s+PUBLISHED\s+HEAD\s+SOURCE\s+STATE\s+AGE\s+DESCRIPTION$/);
-    expect(lines[3]).toMatch(/^marcelle\s+v2\.10\.3\s+v2\.10\.3\s+3333333\s+aaaaaaa\s+failed\s+3h\s+api unhealthy after 120s; rolled back$/);
-    expect(lines[4]).toMatch(/^pia\s+v2\.10\.3\s+v2\.10\.2\s+4444444\s+9999999\s+paused \(success\)\s+3d\s+v2\.10\.2 running$/);
-    expect(lines[6]).toMatch(/^trbh\s+v2\.10\.3\s+-\s+-\s+-\s+never reported\s+-\s+-$/);
+    expect(lines[0]).toMatch(/^TENANT\s+DESIRED\s+PUBLISHED\s+HEAD\s+SOURCE\s+STATE\s+DRIFT\s+AGE\s+DESCRIPTION$/);
+    expect(lines[3]).toMatch(/^marcelle\s+v2\.10\.3\s+v2\.10\.3\s+3333333\s+aaaaaaa\s+failed\s+-\s+3h\s+api unhealthy after 120s; rolled back$/);
+    expect(lines[4]).toMatch(/^pia\s+v2\.10\.3\s+v2\.10\.2\s+4444444\s+9999999\s+paused \(success\)\s+-\s+3d\s+v2\.10\.2 running$/);
+    expect(lines[6]).toMatch(/^trbh\s+v2\.10\.3\s+-\s+-\s+-\s+never reported\s+-\s+-\s+-$/);
     // Columns line up: every row puts STATE at the same offset.
     const stateAt = lines[0]!.indexOf('STATE');
     expect(lines.slice(1, 7).every((l) => /\S/.test(l[stateAt]!) && l[stateAt - 1] === ' ')).toBe(true);
@@ -112,7 +134,7 @@ describe('formatStatus', () => {
 
   it('prints tab-separated lines when piped', async () => {
     const text = formatStatus(await collectFleetStatus(FLEET, STATUS_READS), { tty: false });
-    expect(text.split('\n')[1]).toBe(`bnkops\tv2.10.3\tv2.10.3\t1111111\taaaaaaa\tconverged\t2m\tv2.10.3 running, 5/5 services healthy`);
+    expect(text.split('\n')[1]).toBe(`bnkops\tv2.10.3\tv2.10.3\t1111111\taaaaaaa\tconverged\t-\t2m\tv2.10.3 running, 5/5 services healthy`);
   });
 
   it('gives scripts JSON with the summary counts', async () => {

@@ -30,6 +30,12 @@ export interface TenantStatusRow {
   verdict: TenantVerdict;
   /** The agent holds the commit until its maintenance window opens (description says when). */
   held?: boolean;
+  /**
+   * The agent's `<context>/drift` status on the branch head: `failure` names local changes
+   * on the host nobody accepted, `success` says none are left (or which were accepted).
+   * It never changes the verdict: a hand edit on one host must not halt a rollout.
+   */
+  drift?: { state: CommitState; description: string | null };
 }
 
 export interface FleetStatus {
@@ -76,6 +82,9 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
   return out;
 }
 
+/** Where an agent reports local changes on its host (agent/reconcile.ts posts it). */
+export const driftContext = (tenantContext: string): string => `${tenantContext}/drift`;
+
 export async function collectFleetStatus(fleet: Fleet, reads: StatusReads, concurrency = 8): Promise<FleetStatus> {
   const prefix = fleet.defaults.tenantBranchPrefix;
   const heads = await reads.listBranches(prefix);
@@ -86,10 +95,13 @@ export async function collectFleetStatus(fleet: Fleet, reads: StatusReads, concu
     const head = heads.get(branch);
     if (head) {
       row.head = head;
-      const [info, status] = await Promise.all([
+      const context = `${fleet.defaults.statusContextPrefix}${t.slug}`;
+      const [info, status, drift] = await Promise.all([
         reads.readTenantCommit(head, branch),
-        reads.latestStatus(head, `${fleet.defaults.statusContextPrefix}${t.slug}`),
+        reads.latestStatus(head, context),
+        reads.latestStatus(head, driftContext(context)),
       ]);
+      if (drift) row.drift = { state: drift.state, description: drift.description };
       row.source = info.source;
       if (info.imageTag !== undefined) row.publishedTag = info.imageTag;
       if (status) {
@@ -132,7 +144,13 @@ export function summaryLine(status: FleetStatus): string {
   return `${c.converged} converged, ${c.pending} pending, ${c.failed} failed, ${c.paused} paused, ${c['never reported']} never reported`;
 }
 
-const COLUMNS = ['TENANT', 'DESIRED', 'PUBLISHED', 'HEAD', 'SOURCE', 'STATE', 'AGE', 'DESCRIPTION'] as const;
+const COLUMNS = ['TENANT', 'DESIRED', 'PUBLISHED', 'HEAD', 'SOURCE', 'STATE', 'DRIFT', 'AGE', 'DESCRIPTION'] as const;
+
+/** `local changes` while the host reports files changed by hand that nobody accepted. */
+export function driftCell(row: TenantStatusRow): string {
+  if (!row.drift) return '-';
+  return row.drift.state === 'failure' || row.drift.state === 'error' ? 'local changes' : 'none';
+}
 
 function cells(row: TenantStatusRow): string[] {
   return [
@@ -142,6 +160,7 @@ function cells(row: TenantStatusRow): string[] {
     row.head ? row.head.slice(0, 7) : '-',
     row.source ? row.source.slice(0, 7) : '-',
     row.verdict === 'paused' && row.state ? `paused (${row.state})` : row.held ? 'held (window)' : row.verdict,
+    driftCell(row),
     formatAge(row.ageSeconds),
     (row.description ?? '').replace(/\s+/g, ' ') || '-',
   ];
@@ -164,6 +183,8 @@ export function formatStatus(status: FleetStatus, opts: { tty: boolean }): strin
 
 function rolloutLines(status: FleetStatus): string {
   let out = '';
+  const drifted = status.tenants.filter((t) => driftCell(t) === 'local changes');
+  for (const t of drifted) out += `local changes on ${t.slug}: ${(t.drift!.description ?? '').replace(/\s+/g, ' ')}\n`;
   if (status.held.length) out += `held until their maintenance window opens: ${status.held.join(', ')}\n`;
   const r = status.rollout;
   if (r) {

@@ -94,6 +94,8 @@ describe('flotilla status', () => {
       });
     await post(heads.bnkops!, 'pending', 'bnkops', 'applying');
     await post(heads.bnkops!, 'success', 'bnkops', 'v2.10.3 running, 1/1 services healthy');
+    // A hand edit on bnkops's host: shown, but bnkops stays converged and the exit code counts only marcelle.
+    await post(heads.bnkops!, 'failure', 'bnkops/drift', '1 local change: nginx/conf.d/api.conf (modified)');
     await post(heads.marcelle!, 'pending', 'marcelle', 'applying');
     await post(heads.marcelle!, 'failure', 'marcelle', 'compose up: api unhealthy after 60s; rolled back');
     await post(heads.pia!, 'success', 'pia', 'v2.10.2 running');
@@ -126,8 +128,9 @@ describe('flotilla status', () => {
     expect((err as Error).message).toBe('1 tenant failed: marcelle');
     const text = out.join('');
     const line = (slug: string) => text.split('\n').find((l) => l.startsWith(`${slug} `)) ?? '';
-    expect(line('bnkops')).toMatch(new RegExp(`^bnkops\\s+v2\\.10\\.3\\s+v2\\.10\\.3\\s+${heads.bnkops!.slice(0, 7)}\\s+ccccccc\\s+converged\\s+\\d+s\\s+v2\\.10\\.3 running, 1/1 services healthy$`));
-    expect(line('marcelle')).toMatch(/\sfailed\s+\d+s\s+compose up: api unhealthy after 60s; rolled back$/);
+    expect(line('bnkops')).toMatch(new RegExp(`^bnkops\\s+v2\\.10\\.3\\s+v2\\.10\\.3\\s+${heads.bnkops!.slice(0, 7)}\\s+ccccccc\\s+converged\\s+local changes\\s+\\d+s\\s+v2\\.10\\.3 running, 1/1 services healthy$`));
+    expect(text).toContain('local changes on bnkops: 1 local change: nginx/conf.d/api.conf (modified)\n');
+    expect(line('marcelle')).toMatch(/\sfailed\s+-\s+\d+s\s+compose up: api unhealthy after 60s; rolled back$/);
     expect(line('pia')).toMatch(/\sv2\.10\.2\s.*\spaused \(success\)\s/);
     expect(line('trbh')).toMatch(/^trbh\s+v2\.10\.3\s+-\s+-\s+-\s+never reported/);
     expect(text).toContain('\n1 converged, 0 pending, 1 failed, 1 paused, 1 never reported\n');

@@ -31,6 +31,7 @@ export interface GitStatusReadsOptions {
 /** Reads from the fleet git repo and the GitHub statuses API. */
 export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
   let fetched: Promise<void> | undefined;
+  const listed = new Map<string, ReturnType<typeof listStatuses>>();
   const fs = nodeFs;
   return {
     listBranches: (prefix) => listRemoteBranches(opts.url, prefix, opts.auth),
@@ -49,8 +50,10 @@ export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
       return info;
     },
     async latestStatus(sha, context) {
-      const statuses = await listStatuses(opts.client, { ...opts.repo, ref: sha });
-      return statuses.find((s) => s.context === context);
+      // A tenant's status and its drift status come from one list call per commit.
+      let statuses = listed.get(sha);
+      if (!statuses) listed.set(sha, (statuses = listStatuses(opts.client, { ...opts.repo, ref: sha })));
+      return (await statuses).find((s) => s.context === context);
     },
   };
 }

@@ -37,7 +37,7 @@ function row(r: Omit<TenantStatusRow, 'branch'>): TenantStatusRow {
 }
 
 const TENANTS: TenantStatusRow[] = [
-  row({ slug: 'alpha', desiredTag: 'v2.1.0', paused: false, head: sha('a'), source: sha('1'), publishedTag: 'v2.1.0', state: 'success', description: 'applied v2.1.0', ageSeconds: 120, verdict: 'converged' }),
+  row({ slug: 'alpha', desiredTag: 'v2.1.0', paused: false, head: sha('a'), source: sha('1'), publishedTag: 'v2.1.0', state: 'success', description: 'applied v2.1.0', ageSeconds: 120, verdict: 'converged', drift: { state: 'failure', description: '1 local change: nginx/conf.d/<api>.conf (modified)' } }),
   row({ slug: 'bravo', desiredTag: 'v2.1.0', paused: true, head: sha('b'), source: sha('1'), publishedTag: 'v2.0.0', state: 'success', description: 'applied v2.0.0', ageSeconds: 86_400 * 3, verdict: 'paused' }),
   row({ slug: 'charlie', desiredTag: 'v2.1.0', paused: false, head: sha('c'), source: sha('2'), publishedTag: 'v2.1.0', state: 'pending', description: 'pulling images', ageSeconds: 30, verdict: 'pending' }),
   row({ slug: 'zulu', desiredTag: 'v2.1.0', paused: false, head: sha('d'), source: sha('2'), publishedTag: 'v2.1.0', state: 'failure', description: 'up failed: <script>document.title="pwned"</script> rolled back', ageSeconds: 400, verdict: 'failed' }),
@@ -73,6 +73,8 @@ describe('dashboard html', () => {
     const html = renderDashboardHtml(STATUS, { generatedAt: NOW, rollout: ROLLOUT });
     expect(html).not.toContain('<script');
     expect(html).toContain(escapeHtml('<script>document.title="pwned"</script>'));
+    // A host's local changes show beside a verdict they do not change.
+    expect(html).toMatch(/data-tenant="alpha"[\s\S]*?converged<\/span> <span class="badge drift" title="1 local change: nginx\/conf\.d\/&lt;api&gt;\.conf \(modified\)">local changes<\/span>/);
     // Self-contained: nothing to fetch.
     expect(html).not.toMatch(/\b(?:src|href)=|url\(|@import/i);
   });
@@ -142,7 +144,7 @@ describe.skipIf(skipBrowser)('dashboard in headless Chromium', () => {
     expect(bravo[2]).toBe('v2.1.0 (published v2.0.0)');
     expect(bravo[5]).toBe('3d');
     const alpha = rows.find((r) => r[0] === 'alpha')!;
-    expect(alpha.slice(1, 6)).toEqual(['converged', 'v2.1.0', 'aaaaaaa', '1111111', '2m']);
+    expect(alpha.slice(1, 6)).toEqual(['converged local changes', 'v2.1.0', 'aaaaaaa', '1111111', '2m']);
     expect(rows.find((r) => r[0] === 'echo')![1]).toBe('never reported');
     await expect.poll(() => page.locator('.counts').innerText()).toMatch(/failed\s*1/);
   });
