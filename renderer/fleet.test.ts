@@ -96,6 +96,13 @@ describe('loadFleetFromFiles', () => {
     expect(problems[0]!.message).toContain(shown);
   });
 
+  it("reads a tenant's adopt: replace, and refuses any other value naming file, key and line", () => {
+    const fleet = loadFleetFromFiles(new Map([['fleet/fleet.yaml', FLEET], ['fleet/tenants/linda.yaml', 'mode: adopted\nadopt: replace\n']]));
+    expect(fleet.tenants[0]!.adopt).toBe('replace');
+    const problems = problemsOf({ 'fleet/tenants/linda.yaml': 'mode: adopted\nadopt: overwrite\n' });
+    expect(problems).toMatchObject([{ file: 'fleet/tenants/linda.yaml', keyPath: 'adopt', line: 2 }]);
+  });
+
   it('accepts a 128-character imageTag, the longest Docker allows', () => {
     const tag = `v${'1'.repeat(127)}`;
     const fleet = loadFleetFromFiles(

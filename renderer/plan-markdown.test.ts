@@ -118,6 +118,21 @@ describe('renderPlanMarkdown', () => {
     expect(md).toMatch(/\| pre-swap hooks \| — \| `dump: sh -c pg_dump app \\\| gzip > \/backups\/app\.sql\.gz \(keeps 7\)` \|/);
   });
 
+  it("says per adopted tenant what its agent does with host files Flotilla did not write, and shows the decision changing", async () => {
+    const fleet = fleetWith(['t000', 't001'], { t000: 'mode: adopted\nadopt: replace\n', t001: 'mode: adopted\n' });
+    const files = { 'docker-compose.yml': 'services: {}\n' };
+    const report = await buildPlan({
+      fleet,
+      base: [side('t000', files, { mode: 'adopted' }), side('t001', files, { mode: 'adopted' })],
+      head: [side('t000', files, { mode: 'adopted', adopt: 'replace' }), side('t001', files, { mode: 'adopted', envPatch: { A: '1' } })],
+    });
+    const md = renderPlanMarkdown(report);
+    const section = (slug: string) => md.slice(md.indexOf(`#### \`${slug}\``)).split('\n#### ')[0]!;
+    expect(section('t000')).toContain('host files Flotilla did not write: replaced, a copy kept on the host');
+    expect(section('t000')).toContain('| files Flotilla did not write | *refuse until decided* | `replace (the host keeps a copy)` |');
+    expect(section('t001')).toContain('host files Flotilla did not write: apply refused until `adopt: replace` or `flotilla-agent adopt`');
+  });
+
   it('raises a red alert for a missing image tag and for uncovered variables', async () => {
     const md = renderPlanMarkdown(await smallPlan(async () => 'missing'));
     expect(md).toContain('## ❌ Flotilla plan');

@@ -191,7 +191,7 @@ function hostSettingRows(changes: HostSettingChange[]): string[] {
   const rows = ['| Setting | Before | After |', '|---|---|---|'];
   const cell = (items: string[], empty: string) => (items.length ? items.map(code).join('<br>') : empty);
   for (const c of changes) {
-    const empty = c.setting === 'maintenance windows' ? '*any time*' : '—';
+    const empty = c.setting === 'maintenance windows' ? '*any time*' : c.setting === 'files Flotilla did not write' ? '*refuse until decided*' : '—';
     rows.push(`| ${c.setting} | ${cell(c.before, empty)} | ${cell(c.after, empty)} |`);
   }
   return rows;
@@ -203,6 +203,7 @@ function sectionBase(t: TenantPlan): string {
   if (t.change === 'removed') meta.push('tenant removed');
   meta.push(t.wave ? `wave ${code(t.wave)}` : 'no wave');
   if (t.mode) meta.push(t.mode);
+  if (t.mode === 'adopted') meta.push(t.adopt === 'replace' ? 'host files Flotilla did not write: replaced, a copy kept on the host' : 'host files Flotilla did not write: apply refused until `adopt: replace` or `flotilla-agent adopt`');
   if (t.paused) meta.push('⏸ paused: not published until unpaused');
   const move = tagMove(t);
   const out = [`#### ${code(t.slug)}${move ? ` · ${move}` : ''}`, '', meta.join(' · '), ''];

@@ -59,7 +59,7 @@ export interface TagCheck {
  * what it runs around the swap, which secrets it generates. Each item as a person reads it.
  */
 export interface HostSettingChange {
-  setting: 'maintenance windows' | 'pre-swap hooks' | 'post-up hooks' | 'secrets generated on the host';
+  setting: 'maintenance windows' | 'pre-swap hooks' | 'post-up hooks' | 'secrets generated on the host' | 'files Flotilla did not write';
   before: string[];
   after: string[];
 }
@@ -71,6 +71,8 @@ export interface TenantPlan {
   change: TenantChange;
   paused: boolean;
   mode?: TenantMode;
+  /** The fleet's decision for files at managed paths the host holds and Flotilla did not write. */
+  adopt?: 'replace';
   /** Rollout wave of the tenant in the head fleet; undefined when no wave names it. */
   wave?: string;
   imageTag: { before?: string; after?: string };
@@ -199,6 +201,7 @@ export function hostSettingChanges(before: Manifest | undefined, after: Manifest
     ['pre-swap hooks', (m?.hooks?.preSwap ?? []).map(describeHook)],
     ['post-up hooks', (m?.hooks?.postUp ?? []).map(describeHook)],
     ['secrets generated on the host', [...(m?.secrets ?? [])].sort(byCodeUnits)],
+    ['files Flotilla did not write', m?.adopt === 'replace' ? ['replace (the host keeps a copy)'] : []],
   ];
   const was = read(before);
   return read(after).flatMap(([setting, items], i) => {
@@ -342,6 +345,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
     };
     const mode = head?.manifest.mode ?? base?.manifest.mode;
     if (mode) plan.mode = mode;
+    if (head?.manifest.adopt) plan.adopt = head.manifest.adopt;
     const wave = waveOf(fleet, slug);
     if (wave) plan.wave = wave;
     tenants.push(plan);

@@ -50,6 +50,13 @@ function thrown(fn: () => unknown): Error {
 }
 
 describe('renderTenant', () => {
+  it("carries the tenant's adoption decision (adopt: replace) in the manifest the agent reads, and nothing when it is absent", () => {
+    const decided = renderOne({ 'a.conf': 'x\n' }, smallFleet('mode: adopted\nadopt: replace\n'));
+    const manifestText = fileOf(decided, MANIFEST_PATH);
+    expect(parseManifest(manifestText).adopt).toBe('replace');
+    expect(parseManifest(fileOf(renderOne({ 'a.conf': 'x\n' }), MANIFEST_PATH))).not.toHaveProperty('adopt');
+  });
+
   const templates = {
     'docker-compose.yml.hbs':
       'services:\n  api:\n    image: {{images.api}}:{{composeVar "IMAGE_TAG" imageTag}}\n    environment:\n      SMTP_HOST: ${SMTP_HOST}\n      JWT_SECRET: ${JWT_SECRET:?required}\n      LOG_LEVEL: ${LOG_LEVEL:-info}\n',

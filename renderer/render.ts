@@ -511,6 +511,7 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
   };
   if (tenant.windows.length > 0) manifest.windows = tenant.windows.slice();
   if (tenant.hooks && (tenant.hooks.preSwap?.length || tenant.hooks.postUp?.length)) manifest.hooks = tenant.hooks;
+  if (tenant.adopt) manifest.adopt = tenant.adopt;
   // `files` is already in path order (templates.files is sorted by output, and the
   // manifest path is reserved), so insert the manifest where a sort would put it.
   let at = files.length;
