@@ -195,9 +195,11 @@ export class LockHeldError extends FlotillaError {
   constructor(
     readonly lockFile: string,
     readonly holderPid?: number,
+    /** The holder's state dir, when the lock is an install dir's (two agents on one install). */
+    readonly holderStateDir?: string,
   ) {
     super(
-      `another flotilla-agent${holderPid ? ` (pid ${holderPid})` : ''} holds ${lockFile}; wait for it or stop it`,
+      `another flotilla-agent${holderPid ? ` (pid ${holderPid}${holderStateDir ? `, state dir ${holderStateDir}` : ''})` : ''} holds ${lockFile}; wait for it or stop it`,
     );
   }
 }
