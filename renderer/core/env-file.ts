@@ -7,8 +7,14 @@
 // `1#2` to compose and `1` to dotenv). The scanner below follows compose-go's
 // parser statement by statement and additionally records where each value sits
 // in the text, which is what lets the patcher change a value and nothing else.
-// Variable expansion is deliberately not performed: values are reported as
-// written, and `interpolated` says when compose would expand `$` in them.
+// The scanner does not expand variables: values are reported as written, and
+// `interpolated` says when compose would expand `$` in them; readEnvValues
+// gives compose's whole reading, expansion included.
+//
+// docker-compose 1.29 (compose v1) reads `.env` with python-dotenv 0.21, which
+// differs (no `\$`, `\\` decoded in single quotes, `${...}` expanded in every
+// form), so values are written for one compose flavour; the python-dotenv
+// reader below is checked against the real binary (env-file.compose-v1.test.ts).
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic-write.js';
 import { interpolate } from './compose-vars.js';
@@ -256,7 +262,7 @@ export function encodeEnvValue(
   }
   return refuse(
     flavour === 'v1'
-      ? 'no quoting makes compose v1 (python-dotenv) read this value back exactly (it ends with "\\" and holds a space or a quote)'
+      ? 'no quoting makes compose v1 (python-dotenv) read this value back exactly: a quoted value cannot end with "\\" there, and this one cannot be written bare'
       : 'no quoting makes compose read this value back exactly',
   );
 }
