@@ -659,6 +659,8 @@ async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentSta
   const applied: NonNullable<AgentState['lastApplied']> = { commit, manifest: fetched.manifest, appliedAt: new Date().toISOString() };
   if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
   state.lastApplied = applied;
+  // The services the finished apply's files declare are Flotilla's from now on.
+  if (decision.journal.record.services) state.services = decision.journal.record.services;
   const description = `${fetched.manifest.imageTag} up (finished after restart)`;
   state.lastAttempt = { commit, outcome: 'applied', description, at: new Date().toISOString() };
   await writeState(config.stateDir, state);
