@@ -82,7 +82,8 @@ describe('the env patch on a host, per compose flavour', () => {
     expect(existsSync('/usr/bin/docker-compose'), 'docker-compose 1.29 is missing: scripts/test.sh installs it').toBe(true);
     const { outcome, env } = await applyWith("it's $5 off", ['/usr/bin/docker-compose']);
     expect(outcome.kind).toBe('applied');
-    expect(env).toContain('PROMO="it\'s $5 off"\n');
+    // The form compose-go reads back too, which is preferred for v1 (the agent's env coverage reads .env as compose-go).
+    expect(env).toContain("PROMO='it\\'s $5 off'\n");
     expect(readEnvValues(env!, '.env', 'v1').get('PROMO')).toBe("it's $5 off");
   });
 
@@ -122,7 +123,7 @@ describe('flotilla-agent env-patch, per compose flavour', () => {
 
   it("asks the host's compose (FLOTILLA_COMPOSE) when the flavours need different bytes", async () => {
     const run = await envPatch(["PROMO=it's $5 off"], { FLOTILLA_COMPOSE: '/usr/bin/docker-compose' });
-    expect(run).toMatchObject({ code: 0, text: '# Added by fleet env-patch\nPROMO="it\'s $5 off"\n' });
+    expect(run).toMatchObject({ code: 0, text: "# Added by fleet env-patch\nPROMO='it\\'s $5 off'\n" });
   });
 
   it('takes --compose v2 as said, and refuses any other flavour', async () => {

@@ -36,7 +36,7 @@ describe('env patch values in check and render', () => {
     expect(v2).toContain('PROMO="it\'s \\$5 off"\n');
     expect(readEnvValues(v2, '.env', 'v2').get('PROMO')).toBe("it's $5 off");
     const v1 = patchEnvText('A=1\n', patch, '.env', 'v1').text;
-    expect(v1).toContain('PROMO="it\'s $5 off"\n');
+    expect(v1).toContain("PROMO='it\\'s $5 off'\n");
     expect(readEnvValues(v1, '.env', 'v1').get('PROMO')).toBe("it's $5 off");
   });
 

@@ -188,7 +188,8 @@ describe('patchEnvText', () => {
     const v1 = (text: string, p: Record<string, string>) => patchEnvText(text, p, '.env', 'v1');
 
     it.each([
-      ["$ and ' together: double quotes, $ as it is (python-dotenv has no \\$)", 'A=1\n', "it's $5 off", 'A="it\'s $5 off"\n'],
+      ["$ and ' together: single quotes, ' escaped, which compose-go reads back too", 'A=1\n', "it's $5 off", "A='it\\'s $5 off'\n"],
+      ["$, ' and \\\\ together: double quotes, $ as it is (python-dotenv has no \\$; compose-go cannot read it)", 'A=1\n', "it's a\\\\b $5", 'A="it\'s a\\\\\\\\b $5"\n'],
       ['a value with $ is single-quoted, as for v2', 'A=1\n', 'p$ss', "A='p$ss'\n"],
       ['\\\\ with $: double quotes (single quotes would read \\\\ as \\)', 'A=1\n', 'a\\\\b$', 'A="a\\\\\\\\b$"\n'],
       ['$ with a trailing backslash: bare (a quoted value ending in \\ runs on)', 'A=1 # c\n', '$x\\', 'A=$x\\ # c\n'],

@@ -217,6 +217,7 @@ const V1_CANNOT_READ_LINE =
  * - double quotes, `\` and `"` escaped, when the old value was double-quoted
  *   or the new one holds whitespace, `#`, `'`, `"` or `\`;
  * - bare; then single quotes with `'` escaped as `\'`, then bare again.
+ * For v1 the first form compose-go also reads back wins over the others.
  * Refused, with the reason and never the value: a line break (values are
  * written on one line), text that is not well-formed UTF-16 (a lone surrogate
  * cannot be written as UTF-8), for v1 a `${NAME}` or `${NAME:-x}` (python-dotenv
@@ -257,6 +258,13 @@ export function encodeEnvValue(
     candidates.push(bare, double);
   }
   candidates.push(singleEscaped, bare);
+  // For v1, a form compose-go reads back too comes first: the agent's env coverage reads
+  // `.env` as compose-go does, and the host may move to compose v2 later.
+  if (flavour === 'v1') {
+    for (const candidate of candidates) {
+      if (readsBack(candidate, value, 'v1', after) && readsBack(candidate, value, 'v2', after)) return candidate;
+    }
+  }
   for (const candidate of candidates) {
     if (readsBack(candidate, value, flavour, after)) return candidate;
   }
