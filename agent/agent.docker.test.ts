@@ -395,9 +395,16 @@ describe('an adopted tenant', () => {
       // The host defines REGISTRY itself; the fleet sets the tag and adds a key.
       envPatch: { REGISTRY: null, LOG_LEVEL: 'info' },
     });
+    // The v2 render's config/app.conf differs from the one install.sh left, which Flotilla
+    // did not write: the host decides to let it go before the first apply (a copy is kept).
+    let adopted = '';
+    expect(await runAgentCli(['adopt'], { env: host.env, stdout: (s) => void (adopted += s), stderr: (s) => void (adopted += s) })).toBe(0);
+    expect(adopted).toContain('  config/app.conf (');
     const run = await once(host);
 
     expect(run.code).toBe(0);
+    const kept = (await readdir(join(host.stateDir, 'replaced'))).find((n) => !n.endsWith('.json'))!;
+    expect(await readFile(join(host.stateDir, 'replaced', kept, 'config/app.conf'), 'utf8')).toBe(installed.files.find((f) => f.path === 'config/app.conf')!.content);
     expect(await readFile(join(host.installDir, '.env'), 'utf8')).toBe(
       handWritten.replace('IMAGE_TAG=v1 # pinned by ops', 'IMAGE_TAG=v2 # pinned by ops') +
         '# Added by fleet env-patch\r\nLOG_LEVEL=info\r\n',
