@@ -3,7 +3,7 @@
 // here; errors become a message and an exit code in one place (runAgentCli).
 import { realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import cron from 'node-cron';
 import { FlotillaError, ManifestError, SettingError } from '../renderer/core/errors.js';
 import { patchEnvFile } from '../renderer/core/env-file.js';
@@ -17,7 +17,7 @@ import { localFiles } from './local-files.js';
 import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { acquireLock } from './lock.js';
+import { acquireAgentLocks } from './lock.js';
 import { checkCommitSigned } from './signature-check.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { createStatusReporter, type StatusClientOptions } from './report.js';
@@ -75,8 +75,13 @@ function logger(io: AgentIo, config: Pick<AgentConfig, 'tenant' | 'gitToken' | '
   });
 }
 
-async function configFrom(io: AgentIo, envFile: string | undefined): Promise<AgentConfig> {
-  return loadAgentConfig(envFile, io.env as NodeJS.ProcessEnv);
+async function configFrom(io: AgentIo, envFile: SettingsFile): Promise<AgentConfig> {
+  return loadAgentConfig(envFile.path, io.env as NodeJS.ProcessEnv, { flag: envFile.flag, checkCompose: !io.compose });
+}
+
+interface SettingsFile {
+  path: string | undefined;
+  flag: string;
 }
 
 /** The host's redaction for this command; errors that end the command pass through it too. */
@@ -125,14 +130,19 @@ function parseAssignments(pairs: string[]): Record<string, string> {
 export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void): Command {
   const program = new Command('flotilla-agent')
     .description('Apply a Flotilla tenant branch to this host: poll, plan, apply, run compose, report')
-    .option('--env-file <path>', 'agent settings file (default /etc/flotilla/agent.env)')
+    .option('--settings <path>', 'agent settings file (default /etc/flotilla/agent.env)')
+    // The older name: Node 20 reads `--env-file` anywhere in argv itself (and exits 9 on a missing file before the agent runs).
+    .addOption(new Option('--env-file <path>').hideHelp().conflicts('settings'))
     .option('--log-format <format>', 'text (default; one line per step) or json (JSON lines)')
     .hook('preAction', () => {
       io.logFormat = parseLogFormat(program.opts<{ logFormat?: string }>().logFormat);
     })
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-  const envFile = (): string | undefined => program.opts<{ envFile?: string }>().envFile;
+  const envFile = (): SettingsFile => {
+    const opts = program.opts<{ settings?: string; envFile?: string }>();
+    return opts.envFile !== undefined ? { path: opts.envFile, flag: '--env-file' } : { path: opts.settings, flag: '--settings' };
+  };
 
   program
     .command('once')
@@ -140,7 +150,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .option('--now', 'apply even outside the maintenance window (emergencies)')
     .action(async (opts: { now?: boolean }) => {
       const config = await configFrom(io, envFile());
-      const lock = await acquireLock(config.stateDir);
+      const lock = await acquireAgentLocks(config);
       try {
         setExit(OUTCOME_EXIT_CODES[(await pass(io, config, io.stopSignal, opts.now === true)).kind]);
       } finally {
@@ -172,7 +182,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
         metricsServer = await serveMetrics(metrics, opts.metrics);
         log(`metrics: serving ${metricsServer.url}`);
       }
-      const lock = await acquireLock(config.stateDir);
+      const lock = await acquireAgentLocks(config);
       const stop = io.stopSignal ?? new AbortController().signal;
       let running: Promise<unknown> = Promise.resolve();
       let busy = false;

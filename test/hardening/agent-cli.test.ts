@@ -58,7 +58,7 @@ describe('bad agent settings, through the CLI: exit 2, the setting named, nothin
     await writeFile(join(work, 'a-file'), 'not a directory\n');
   });
 
-  it.each([
+  it.each<{ name: string; over: Record<string, string>; message: string; command?: string }>([
     { name: 'repo URL missing', over: { FLOTILLA_REPO: '' }, message: 'FLOTILLA_REPO: is required but not set' },
     { name: 'repo URL not http(s)', over: { FLOTILLA_REPO: 'git@github.com:acme/fleet.git' }, message: 'FLOTILLA_REPO: must be an http(s) git URL, got "git@github.com:acme/fleet.git"' },
     { name: 'tenant not a slug', over: { FLOTILLA_TENANT: 'Acme_1' }, message: 'FLOTILLA_TENANT: "Acme_1" is not a tenant slug (a DNS label)' },
@@ -69,16 +69,74 @@ describe('bad agent settings, through the CLI: exit 2, the setting named, nothin
     { name: 'backoff not a number', over: { FLOTILLA_BACKOFF: 'soon' }, message: 'FLOTILLA_BACKOFF: must be a positive number of seconds, got "soon"' },
     { name: 'drift policy unknown', over: { FLOTILLA_DRIFT: 'fix' }, message: 'FLOTILLA_DRIFT: must be report or heal, got "fix"' },
     { name: 'non-fast-forward flag not boolean', over: { FLOTILLA_ALLOW_NON_FAST_FORWARD: 'yes' }, message: 'FLOTILLA_ALLOW_NON_FAST_FORWARD: must be true or false' },
-  ])('$name', async ({ over, message }) => {
+    // The daemon used to throw these from node-cron after its first poll ("internal error", exit 70).
+    { name: 'schedule in words, under run', command: 'run', over: { FLOTILLA_SCHEDULE: 'every minute' }, message: 'FLOTILLA_SCHEDULE: "every minute" is not a cron expression (5 fields, minute hour day month weekday, or 6 with seconds first)' },
+    { name: 'schedule minute 61, under run', command: 'run', over: { FLOTILLA_SCHEDULE: '61 * * * *' }, message: 'FLOTILLA_SCHEDULE: "61 * * * *" is not a cron expression (5 fields, minute hour day month weekday, or 6 with seconds first)' },
+    { name: 'state dir under a regular file', over: { FLOTILLA_STATE_DIR: '<a-file>/state' }, message: 'FLOTILLA_STATE_DIR: <a-file>/state cannot be created: <a-file> is not a directory' },
+    { name: 'state dir relative', over: { FLOTILLA_STATE_DIR: 'state' }, message: 'FLOTILLA_STATE_DIR: must be an absolute path, got "state"' },
+    {
+      name: 'plain http repo URL with a token, not loopback',
+      over: { FLOTILLA_REPO: 'http://git.example.com/acme/fleet.git', FLOTILLA_GIT_TOKEN: 'gittok_NotForTheWire_0123' },
+      message: 'FLOTILLA_REPO: "http://git.example.com/acme/fleet.git" is plain http and FLOTILLA_GIT_TOKEN is set: the token would cross the network in cleartext; use https (http is allowed only to a loopback address)',
+    },
+    {
+      name: 'plain http repo URL holding a token',
+      over: { FLOTILLA_REPO: 'http://x-access-token:gittok_NotForTheWire_0123@10.1.2.3/acme/fleet.git' },
+      message: 'FLOTILLA_REPO: "http://***@10.1.2.3/acme/fleet.git" is plain http and holds credentials: the token would cross the network in cleartext; use https (http is allowed only to a loopback address)',
+    },
+    { name: 'repo URL with a space', over: { FLOTILLA_REPO: 'https://github.com/acme/my fleet.git' }, message: 'FLOTILLA_REPO: must be a URL without spaces or control characters, got "https://github.com/acme/my fleet.git"' },
+    { name: 'health timeout 1e300', over: { FLOTILLA_HEALTH_TIMEOUT: '1e300' }, message: 'FLOTILLA_HEALTH_TIMEOUT: must be at most 86400 seconds (a day), got "1e300"' },
+    { name: 'GitHub API not a URL', over: { FLOTILLA_GITHUB_API: 'not-a-url' }, message: 'FLOTILLA_GITHUB_API: must be an http(s) URL, got "not-a-url"' },
+    { name: 'compose program that does not exist', over: { FLOTILLA_COMPOSE: '/nonexistent/docker-compose' }, message: 'FLOTILLA_COMPOSE: /nonexistent/docker-compose is not an executable file' },
+    { name: 'compose program not in PATH', over: { FLOTILLA_COMPOSE: 'docker-compoze', PATH: '/usr/bin:/bin' }, message: 'FLOTILLA_COMPOSE: docker-compoze is not found in PATH (/usr/bin:/bin)' },
+    { name: 'backoff cap below the first wait', over: { FLOTILLA_BACKOFF: '600', FLOTILLA_BACKOFF_MAX: '60' }, message: 'FLOTILLA_BACKOFF_MAX: 60 is below FLOTILLA_BACKOFF (600): the cap must be at least the first wait' },
+    { name: 'project name compose rejects', over: { FLOTILLA_PROJECT: 'Acme.Prod' }, message: 'FLOTILLA_PROJECT: "Acme.Prod" is not a compose project name (lowercase letters, digits, dashes and underscores, starting with a letter or digit)' },
+    { name: 'branch ../../etc', over: { FLOTILLA_BRANCH: '../../etc' }, message: 'FLOTILLA_BRANCH: "../../etc" is not a valid branch name: it holds ".."' },
+    { name: 'misspelled setting in the environment', over: { FLOTILLA_SCHEDUEL: '*/5 * * * *' }, message: 'FLOTILLA_SCHEDUEL: is not a flotilla-agent setting (in the environment); did you mean FLOTILLA_SCHEDULE?' },
+  ])('$name', async ({ over, message, command }) => {
     const aFile = join(work, 'a-file');
-    const env = Object.fromEntries(Object.entries({ ...base(), ...over }).map(([k, v]) => [k, v.replace('<a-file>', aFile)]));
-    const run = await cli(['once'], env);
+    const env = Object.fromEntries(Object.entries({ ...base(), ...over }).map(([k, v]) => [k, v.replaceAll('<a-file>', aFile)]));
+    const run = await cli([command ?? 'once'], env);
     expect(run.code).toBe(2);
-    expect(run.err).toBe(`flotilla-agent: ${message.replace('<a-file>', aFile)}\n`);
+    expect(run.err).toBe(`flotilla-agent: ${message.replaceAll('<a-file>', aFile)}\n`);
     expect(await exists(join(work, 'state-bad'))).toBe(false);
   });
 
-  it('an --env-file that does not exist', async () => {
+  it('the settings file: a misspelled name (with the closest one), a line without "=", a name that is not a setting', async () => {
+    const file = join(work, 'typo.env');
+    const good = `FLOTILLA_REPO=http://127.0.0.1:9/fleet.git\nFLOTILLA_TENANT=acme\nFLOTILLA_DIR=${join(work, 'install-ok')}\nFLOTILLA_STATE_DIR=${join(work, 'state-bad')}\n`;
+    const cases: Array<[string, string]> = [
+      [`${good}# the daemon\nFLOTILLA_SHEDULE=*/5 * * * *\n`, `FLOTILLA_SHEDULE: is not a flotilla-agent setting (in ${file}:6); did you mean FLOTILLA_SCHEDULE?`],
+      [`${good}FLOTILLA_GIT_TOKEN\n`, `--settings: ${file}:5: expected NAME=value (a line without "=" or with a name that is not one)`],
+      [`${good}HEALTH_TIMEOUT=30\n`, `HEALTH_TIMEOUT: is not a flotilla-agent setting (in ${file}:5); did you mean FLOTILLA_HEALTH_TIMEOUT?`],
+    ];
+    for (const [text, message] of cases) {
+      await writeFile(file, text);
+      const run = await cli(['--settings', file, 'once'], {});
+      expect(run.err).toBe(`flotilla-agent: ${message}\n`);
+      expect(run.code).toBe(2);
+    }
+    expect(await exists(join(work, 'state-bad'))).toBe(false);
+    // A value quoted over several lines is one setting, not lines without "=".
+    await writeFile(file, `${good}FLOTILLA_WINDOW="Sat 02:00-04:00;\nSun 02:00-04:00"\nFLOTILLA_JITTER=0\n`);
+    const run = await cli(['--settings', file, 'once'], {});
+    expect(run.err).toMatch(/outcome: error: git unreachable/);
+  });
+
+  it('FLOTILLA_JITTER=0 is accepted', async () => {
+    const run = await cli(['once'], { ...base(), FLOTILLA_STATE_DIR: join(work, 'state-jitter'), FLOTILLA_JITTER: '0' });
+    expect(run.err).toMatch(/outcome: error: git unreachable/);
+    expect(run.code).toBe(2);
+  });
+
+  it('a --settings file that does not exist, as the real process reports it (Node leaves this name to the agent)', async () => {
+    const { exited } = agentProcess(['--settings', join(work, 'none.env'), 'once'], {});
+    const { code, log } = await exited;
+    expect(log).toMatch(/^flotilla-agent: --settings: cannot read .*none\.env: ENOENT/);
+    expect(code).toBe(2);
+  });
+
+  it('the older --env-file still names itself when the agent gets to read it', async () => {
     const run = await cli(['--env-file', join(work, 'none.env'), 'once'], {});
     expect(run.code).toBe(2);
     expect(run.err).toMatch(/^flotilla-agent: --env-file: cannot read .*none\.env: ENOENT/);
@@ -158,6 +216,37 @@ describe('two agents on one host', () => {
     const after = await agentProcess(['once'], env).exited;
     expect(after.code).toBe(2);
     expect(after.log).toMatch(/outcome: error: git unreachable/);
+  });
+});
+
+describe('two agents with different state dirs on one install dir', () => {
+  it('the second refuses, naming the first by PID and state dir; the first keeps its staging dir', async () => {
+    const installDir = join(work, 'install-shared');
+    await mkdir(installDir, { recursive: true });
+    const env = (state: string) => ({
+      FLOTILLA_REPO: 'http://127.0.0.1:9/fleet.git',
+      FLOTILLA_TENANT: 'acme',
+      FLOTILLA_DIR: installDir,
+      FLOTILLA_STATE_DIR: join(work, state),
+      FLOTILLA_SCHEDULE: '0 0 1 1 *',
+    });
+    const daemon = agentProcess(['run'], env('state-shared-a'));
+    try {
+      while (!/started: /.test(daemon.log())) await new Promise((r) => setTimeout(r, 100));
+
+      const second = await agentProcess(['once'], env('state-shared-b')).exited;
+
+      expect(second.log).toBe(
+        `flotilla-agent: another flotilla-agent (pid ${daemon.child.pid}, state dir ${join(work, 'state-shared-a')}) holds ${join(installDir, '.flotilla-agent.lock')}; wait for it or stop it\n`,
+      );
+      expect(second.code).toBe(4);
+    } finally {
+      daemon.child.kill('SIGTERM');
+    }
+    expect((await daemon.exited).code).toBe(0);
+    const after = await agentProcess(['once'], env('state-shared-b')).exited;
+    expect(after.log).toMatch(/outcome: error: git unreachable/);
+    expect(await exists(join(installDir, '.flotilla-agent.lock'))).toBe(false);
   });
 });
 
