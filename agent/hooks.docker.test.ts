@@ -63,7 +63,7 @@ beforeAll(async () => {
   git = await startGitServer();
   await git.createBareRepo('fleet.git');
   repoUrl = git.url('fleet.git');
-  await pushTestImage(ctx.registry, REPOSITORY, ['v1', 'v2', 'v3'], dockerClient);
+  await pushTestImage(ctx.registry, REPOSITORY, ['v1', 'v2', 'v3', 'v4'], dockerClient);
 });
 
 afterAll(async () => {
@@ -190,5 +190,23 @@ describe('hooks around a database-like service', () => {
         for (const token of Object.values(TOKENS)) expect(log).not.toContain(token);
       }
     }
+  });
+
+  it('v4: a dump failing every poll (the database in trouble) never rotates out the last good dump, and leaves no partial one', async () => {
+    const good = await dumps();
+    expect(Object.keys(good)).toHaveLength(1);
+    // Writes part of a dump, then fails: the pipe's last command is what sh reports.
+    const failing = {
+      ...DUMP,
+      run: ['sh', '-c', 'compose exec -T db sh -c "head -c 8 /data/db; echo pg_dump: connection lost >&2; exit 1" > "$FLOTILLA_HOOK_OUTPUT_DIR/db-$(date +%s%N).dump"'],
+    };
+    await publish('v4', { preSwap: [failing], postUp: [checkVersion('v4')] });
+    for (let poll = 1; poll <= 3; poll++) {
+      const { outcome } = await once();
+      expect(outcome).toMatchObject({ kind: 'refused', description: 'refused: pre-swap hook dump failed: pg_dump: connection lost' });
+      expect(await dumps()).toEqual(good);
+    }
+    await expect(readdir(join(hooksDir(stateDir), 'dump', 'incoming'))).rejects.toThrow(/ENOENT/);
+    expect(await db()).toMatchObject({ version: 'v2', data: 'customer rows\norder 1\norder 2\n' });
   });
 });
