@@ -33,6 +33,8 @@ export interface FleetDefaults {
   windows: string[];
   /** Hooks of tenants that declare none; absent: no hooks. */
   hooks?: ManifestHooks;
+  /** COMPOSE_* / DOCKER_* names the env patch may set on purpose (e.g. COMPOSE_PROFILES); absent: none. */
+  composeSettings?: string[];
 }
 
 export interface Wave {
@@ -96,6 +98,7 @@ interface RawFleet {
     features?: Record<string, boolean>;
     window?: string | string[];
     hooks?: ManifestHooks;
+    composeSettings?: string[];
   };
   autoRollback?: boolean;
   waves?: Array<{
@@ -346,6 +349,7 @@ function resolveDefaults(raw: RawFleet['defaults']): FleetDefaults {
     features: { ...(raw.features ?? {}) },
     windows: windowList(raw.window),
     ...(raw.hooks ? { hooks: copyHooks(raw.hooks) } : {}),
+    ...(raw.composeSettings?.length ? { composeSettings: [...raw.composeSettings].sort(byCodeUnits) } : {}),
   };
 }
 

@@ -18,6 +18,7 @@ import {
 } from './core/errors.js';
 import {
   byCodeUnits,
+  COMPOSE_SETTING_PATTERN,
   MANIFEST_PATH,
   MANIFEST_SCHEMA_VERSION,
   checkManagedPath,
@@ -410,8 +411,11 @@ function checkFeatureRefs(templates: TemplateSet, tenant: Tenant): void {
   }
 }
 
-/** Parses env.hbs output: KEY=value lines; blank lines and `#` comments are skipped. */
-function parseEnvPatch(text: string, tenant: Tenant): Record<string, string> {
+/**
+ * Parses env.hbs output: KEY=value lines; blank lines and `#` comments are skipped.
+ * `composeSettings`: the COMPOSE_* / DOCKER_* names the fleet declares; any other is refused.
+ */
+function parseEnvPatch(text: string, tenant: Tenant, composeSettings: readonly string[] = []): Record<string, string> {
   const patch: Record<string, string> = {};
   const fail = (line: number, detail: string): never => {
     throw new RenderedOutputError(`templates/${ENV_TEMPLATE}`, tenant.slug, `output line ${line}: ${detail}`);
@@ -430,6 +434,10 @@ function parseEnvPatch(text: string, tenant: Tenant): Record<string, string> {
     if (!ENV_KEY.test(key)) fail(lineNo, `${JSON.stringify(key)} is not a valid variable name`);
     if (Object.hasOwn(patch, key)) fail(lineNo, `${key} is set twice`);
     if (tenant.secrets.includes(key)) fail(lineNo, `${key} is a secret; secret values are never rendered or committed`);
+    // The install dir's .env is also what a person's hand-run compose reads: COMPOSE_PROJECT_NAME there
+    // would point it at another project. Only names the fleet declares on purpose pass.
+    if (COMPOSE_SETTING_PATTERN.test(key) && !composeSettings.includes(key))
+      fail(lineNo, `${key} is compose's own setting (COMPOSE_* / DOCKER_*); declare it in fleet/fleet.yaml defaults.composeSettings to set it on purpose`);
     const value = line.slice(eq + 1);
     // What every agent's patcher would refuse stops here, in check and render, not on the hosts.
     // The fleet does not say which compose its hosts run, so compose v2's reading decides:
@@ -497,7 +505,7 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
     files.push({ path: template.output, content, mode: template.mode });
     managed.push({ path: template.output, sha256: hash, mode: template.mode });
   });
-  const envPatch = templates.env ? parseEnvPatch(bodies[templates.files.length]!, tenant) : {};
+  const envPatch = templates.env ? parseEnvPatch(bodies[templates.files.length]!, tenant, fleet.defaults.composeSettings) : {};
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     tenant: tenant.slug,
@@ -512,6 +520,7 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
   if (tenant.windows.length > 0) manifest.windows = tenant.windows.slice();
   if (tenant.hooks && (tenant.hooks.preSwap?.length || tenant.hooks.postUp?.length)) manifest.hooks = tenant.hooks;
   if (tenant.adopt) manifest.adopt = tenant.adopt;
+  if (fleet.defaults.composeSettings?.length) manifest.composeSettings = fleet.defaults.composeSettings.slice();
   // `files` is already in path order (templates.files is sorted by output, and the
   // manifest path is reserved), so insert the manifest where a sort would put it.
   let at = files.length;

@@ -44,7 +44,18 @@ export interface Manifest {
    * copy. Absent: the agent refuses until someone decides.
    */
   adopt?: 'replace';
+  /**
+   * COMPOSE_* / DOCKER_* names the fleet sets in the env patch on purpose (fleet.yaml
+   * `defaults.composeSettings`, e.g. COMPOSE_PROFILES); absent: none may be set.
+   */
+  composeSettings?: string[];
 }
+
+/**
+ * Names compose itself reads from the install dir's `.env` (project name, files, host):
+ * set by a branch they would move a hand-run compose onto another project or engine.
+ */
+export const COMPOSE_SETTING_PATTERN = /^(COMPOSE|DOCKER)_/;
 
 /** One hook: an argv list, never a shell line (`["sh", "-c", "..."]` when a shell is wanted). */
 export interface HookCommand {
@@ -241,9 +252,17 @@ export function parseManifest(text: string): Manifest {
   const envPatch = m.envPatch as Record<string, unknown> | undefined;
   if (!envPatch || typeof envPatch !== 'object' || Array.isArray(envPatch))
     throw new ManifestError('envPatch must be an object');
+  let composeSettings: string[] | undefined;
+  if (m.composeSettings !== undefined) {
+    if (!isStringList(m.composeSettings) || m.composeSettings.some((n) => !ENV_KEY.test(n) || !COMPOSE_SETTING_PATTERN.test(n)))
+      throw new ManifestError('composeSettings must be a list of COMPOSE_* / DOCKER_* names');
+    composeSettings = m.composeSettings.slice();
+  }
   for (const [k, v] of Object.entries(envPatch)) {
     if (!ENV_KEY.test(k)) throw new ManifestError(`envPatch key ${JSON.stringify(k)} is not a valid variable name`);
     if (typeof v !== 'string') throw new ManifestError(`envPatch.${k} must be a string`);
+    if (COMPOSE_SETTING_PATTERN.test(k) && !composeSettings?.includes(k))
+      throw new ManifestError(`envPatch key ${k} is compose's own setting and the fleet does not declare it (fleet.yaml defaults.composeSettings)`);
   }
   const names = (key: string): string[] => {
     const list = m[key];
@@ -277,6 +296,7 @@ export function parseManifest(text: string): Manifest {
     ...(windows ? { windows } : {}),
     ...(hooks ? { hooks } : {}),
     ...(m.adopt === 'replace' ? { adopt: 'replace' as const } : {}),
+    ...(composeSettings ? { composeSettings } : {}),
   };
 }
 
