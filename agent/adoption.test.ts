@@ -264,6 +264,12 @@ describe('hand edits after Flotilla wrote a file', () => {
     expect(changed.outcome).toMatchObject({ kind: 'refused', description: 'refused: 1 local change to managed files: nginx/conf.d/default.conf; see `flotilla-agent plan`' });
     expect((await cli(['plan'])).out).toContain('accepted on this host, but this release changes the template for it: decide again');
     expect(await readFile(join(installDir, NGINX), 'utf8')).toBe('# hotfix\n');
+
+    // Deciding again on the host for the new template: adopt takes it, keeping the hotfix's copy.
+    expect((await cli(['adopt'])).code).toBe(0);
+    expect((await pass(compose)).outcome).toMatchObject({ kind: 'applied' });
+    expect(await readFile(join(installDir, NGINX), 'utf8')).toBe(TEMPLATE_NGINX(' v3'));
+    expect(await keptCopies()).toMatchObject({ [NGINX]: '# hotfix\n' });
   });
 
   it('replaces a hand edit under FLOTILLA_DRIFT=heal and keeps what it replaced', async () => {

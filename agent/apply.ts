@@ -251,7 +251,7 @@ export function buildApplyPlan(input: PlanApplyInput, local: LocalState): ApplyP
   const required = [...new Set(input.manifest.requiredVariables)].sort();
   // What compose itself would blank or stop on with these values; a tree without a
   // compose file compose picks falls back to the manifest's names.
-  const evaluated = stackMissingVariables(contents, env.after ?? '', input.composeEnv ?? {});
+  const evaluated = stackMissingVariables(contents, env.after ?? '', input.composeEnv ?? {}, input.composeFlavour);
   const defined = definedKeys(env.after ?? '', ENV_FILE);
   const coverage = { required, missing: evaluated ?? required.filter((name) => !defined.has(name)) };
 
@@ -273,12 +273,12 @@ function decideForeign(
   target: string,
 ): ForeignFile {
   const accepted = input.decisions?.accepted?.[path];
-  if (accepted?.sha256 === onDisk) {
-    if (accepted.template === target) return { kind, decision: 'keep', by: 'host' };
-    const note = 'accepted on this host, but this release changes the template for it: decide again';
-    return { kind, decision: 'undecided', note };
-  }
+  if (accepted?.sha256 === onDisk && accepted.template === target) return { kind, decision: 'keep', by: 'host' };
   if (input.decisions?.adoption?.files[path] === onDisk) return { kind, decision: 'replace', by: 'host' };
+  if (accepted?.sha256 === onDisk) {
+    // An acceptance is the operator's word on this file: the fleet's adopt or heal does not overrule it.
+    return { kind, decision: 'undecided', note: 'accepted on this host, but this release changes the template for it: decide again' };
+  }
   if (kind === 'unowned' && input.manifest.adopt === 'replace') return { kind, decision: 'replace', by: 'fleet' };
   if (kind === 'local-change' && input.drift === 'heal') return { kind, decision: 'replace', by: 'heal' };
   return { kind, decision: 'undecided' };
