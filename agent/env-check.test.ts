@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ComposeFileError, EnvFileError } from '../renderer/core/errors.js';
+import { patchEnvText } from '../renderer/core/env-file.js';
 import { envCheck, formatEnvCheck, stackMissingVariables } from './env-check.js';
 
 const COMPOSE = `services:
@@ -141,6 +142,17 @@ describe('stackMissingVariables', () => {
     expect(stackMissingVariables(tree, '', {})).toEqual(['OTHER']);
     tree.delete('docker-compose.yml');
     expect(stackMissingVariables(tree, '', {})).toBeUndefined();
+  });
+
+  it('reads the .env as the host compose does: a value the patcher wrote for compose v1 names no variable there', () => {
+    // `\\$HOME` written for docker-compose v1 (python-dotenv expands only ${...}): compose-go would read a $HOME in it.
+    const envText = patchEnvText('', { GREETING: '\\\\$HOME' }, '.env', 'v1').text;
+    const tree = new Map([['docker-compose.yml', 'services:\n  a:\n    image: app\n    environment:\n      G: ${GREETING}\n']]);
+    expect(stackMissingVariables(tree, envText, {}, 'v1')).toEqual([]);
+    expect(stackMissingVariables(tree, envText, {}, 'v2')).toEqual(['HOME']);
+    // The shell compose runs in counts on v1 too.
+    expect(stackMissingVariables(tree, '', {}, 'v1')).toEqual(['GREETING']);
+    expect(stackMissingVariables(tree, '', { GREETING: 'hi' }, 'v1')).toEqual([]);
   });
 });
 

@@ -10,6 +10,7 @@ import {
   evaluateComposeText,
   scanComposeText,
 } from '../renderer/core/compose-vars.js';
+import { readEnvValues, type ComposeFlavour } from '../renderer/core/env-file.js';
 import { composeEnv } from './compose.js';
 
 export interface EnvCheckResult {
@@ -27,7 +28,10 @@ export interface EnvCheckResult {
 
 /**
  * Pure: the check on the two files' text. `processEnv` is the environment compose
- * runs with; it wins over `.env`, as in compose v2.
+ * runs with; it wins over `.env`. `flavour` says which compose reads the `.env`: a
+ * value only compose v1 (python-dotenv) can hold is read as v1 reads it, and v1
+ * blanks an unset name inside `.env` without a word, so only the compose file's own
+ * references count there. The compose file is evaluated by compose-go's rules either way.
  */
 export function checkEnvCoverage(
   composeText: string,
@@ -35,11 +39,21 @@ export function checkEnvCoverage(
   envText: string,
   envFile: string,
   processEnv: Record<string, string | undefined> = {},
+  flavour: ComposeFlavour = 'v2',
 ): EnvCheckResult {
   const { references, required } = scanComposeText(composeText, composeFile);
-  const { env, evaluation } = composeEnvironment(envText, envFile, processEnv);
+  let env: Record<string, string>;
+  let fromEnvFile: string[] = [];
+  if (flavour === 'v1') {
+    const shell = Object.fromEntries(Object.entries(processEnv).filter((e): e is [string, string] => e[1] !== undefined));
+    env = { ...Object.fromEntries(readEnvValues(envText, envFile, 'v1', shell)), ...shell };
+  } else {
+    const read = composeEnvironment(envText, envFile, processEnv);
+    env = read.env;
+    fromEnvFile = read.evaluation.missing;
+  }
   const fromCompose = evaluateComposeText(composeText, composeFile, env);
-  const missing = [...new Set([...evaluation.missing, ...fromCompose.missing])].sort();
+  const missing = [...new Set([...fromEnvFile, ...fromCompose.missing])].sort();
   return { references, required, missing };
 }
 
@@ -52,10 +66,11 @@ export function stackMissingVariables(
   files: ReadonlyMap<string, Buffer | string>,
   envText: string,
   processEnv: Record<string, string | undefined>,
+  flavour: ComposeFlavour = 'v2',
 ): string[] | undefined {
   const name = COMPOSE_FILE_NAMES.find((n) => files.has(n));
   if (!name) return undefined;
-  return checkEnvCoverage(files.get(name)!.toString(), name, envText, '.env', processEnv).missing;
+  return checkEnvCoverage(files.get(name)!.toString(), name, envText, '.env', processEnv, flavour).missing;
 }
 
 /**
