@@ -13,7 +13,7 @@ describe('daemon node flags', () => {
   it('are in the unit install writes by default', () => {
     const unit = renderUnit({ tenant: 'acme', command: defaultAgentCommand('/usr/bin/node', '/opt/flotilla/dist/agent/main.js'), envFile: '/etc/flotilla/acme.env' });
     expect(unit).toContain(
-      'ExecStart=/usr/bin/node --v8-pool-size=1 --max-semi-space-size=1 /opt/flotilla/dist/agent/main.js run --env-file /etc/flotilla/acme.env\n',
+      'ExecStart=/usr/bin/node --v8-pool-size=1 --max-semi-space-size=1 /opt/flotilla/dist/agent/main.js run --settings /etc/flotilla/acme.env\n',
     );
   });
 

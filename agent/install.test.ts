@@ -144,7 +144,7 @@ describe('flotilla-agent install', () => {
     const unit = parseUnit(await readFile(unitPath, 'utf8'));
     expect(unit.get('Service')!.get('Restart')).toEqual(['on-failure']);
     expect(unit.get('Service')!.get('ExecStart')).toEqual([
-      `${process.execPath} /opt/flotilla/dist/agent/main.js run --env-file /etc/flotilla/acme.env --metrics 127.0.0.1:9464`,
+      `${process.execPath} /opt/flotilla/dist/agent/main.js run --settings /etc/flotilla/acme.env --metrics 127.0.0.1:9464`,
     ]);
     expect(unit.get('Install')!.get('WantedBy')).toEqual(['multi-user.target']);
     if (await systemdAnalyze()) {
@@ -250,6 +250,6 @@ describe('what install writes', () => {
     expect(systemdWord('/opt/my agent/main.js')).toBe('"/opt/my agent/main.js"');
     expect(systemdWord('100%')).toBe('"100%%"');
     const unit = renderUnit({ tenant: 'acme', command: ['/usr/bin/node', '/opt/a b/main.js'], envFile: '/etc/flotilla/acme.env' });
-    expect(unit).toContain('ExecStart=/usr/bin/node "/opt/a b/main.js" run --env-file /etc/flotilla/acme.env\n');
+    expect(unit).toContain('ExecStart=/usr/bin/node "/opt/a b/main.js" run --settings /etc/flotilla/acme.env\n');
   });
 });

@@ -117,7 +117,7 @@ export function systemdWord(word: string): string {
 }
 
 export function renderUnit(opts: { tenant: string; command: string[]; envFile: string; runArgs?: string[] }): string {
-  const exec = [...opts.command, 'run', '--env-file', opts.envFile, ...(opts.runArgs ?? [])].map(systemdWord).join(' ');
+  const exec = [...opts.command, 'run', '--settings', opts.envFile, ...(opts.runArgs ?? [])].map(systemdWord).join(' ');
   return `[Unit]
 Description=Flotilla agent for tenant ${opts.tenant}
 Wants=network-online.target
@@ -231,7 +231,7 @@ export async function installAgent(opts: InstallOptions): Promise<Omit<InstallRe
     written: [...files.map((f) => f.path), paths.record],
     createdDirs: createdDirs.filter((d) => !(previous?.dirs ?? []).includes(d)),
     nextSteps: [
-      `flotilla-agent --env-file ${paths.envFile} plan        # see what the first apply would do`,
+      `flotilla-agent --settings ${paths.envFile} plan        # see what the first apply would do`,
       `systemctl daemon-reload && systemctl enable --now ${unit}`,
       `journalctl -u ${unit} -f        # one line per step`,
     ],

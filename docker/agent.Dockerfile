@@ -40,4 +40,4 @@ COPY package.json ./
 ENV NODE_ENV=production
 # One line per step on stdout/stderr: `docker logs` shows them; JSON for a log shipper.
 ENTRYPOINT ["node","--v8-pool-size=1","--max-semi-space-size=1","/opt/flotilla/dist/agent/main.js"]
-CMD ["run", "--env-file", "/etc/flotilla/agent.env", "--log-format", "json"]
+CMD ["run", "--settings", "/etc/flotilla/agent.env", "--log-format", "json"]
