@@ -47,7 +47,8 @@ describe('StatusOutbox on disk', () => {
     const result = await outbox.flush(send);
     expect(seen).toEqual(['flotilla/linda pending d4d4', 'flotilla/linda pending e5e5']);
     expect(result).toMatchObject({ sent: 2, pending: 0 });
-    expect(await readdir(join(dir, 'outbox'))).toEqual([]);
+    // Nothing left queued; the send budget stays for the next process.
+    expect(await readdir(join(dir, 'outbox'))).toEqual(['budget.json']);
   });
 
   it('survives a restart: a new process finds the queue as it was', async () => {
@@ -153,6 +154,36 @@ describe('SendBudget', () => {
     expect(budget.waitMs()).toBe(0);
   });
 
+  it('keeps the budget across processes (cron starts one per poll), in the outbox folder', async () => {
+    let t = 1_000_000;
+    const file = join(dir, 'budget.json');
+    const first = new StatusOutbox(dir, { now: () => t, budget: new SendBudget({ perMinute: 2, now: () => t, file }) });
+    for (const ctx of ['a', 'b', 'c']) await first.enqueue(status(TENANT_SHA, 'success', 'up', `flotilla/${ctx}`));
+    const { send, seen } = recordingSend();
+    expect(await first.flush(send)).toMatchObject({ sent: 2, pending: 1 });
+    t += 1_000;
+    const next = new StatusOutbox(dir, { now: () => t, budget: new SendBudget({ perMinute: 2, now: () => t, file }) });
+    expect(await next.flush(send)).toMatchObject({ sent: 0, pending: 1, stopped: { reason: 'budget', retryInMs: 59_000 } });
+    expect(seen).toHaveLength(2);
+  });
+
+  it('waits as long as a send said the token has no writes left', async () => {
+    let t = 1_000_000;
+    const outbox = new StatusOutbox(dir, { now: () => t });
+    for (const ctx of ['a', 'b']) await outbox.enqueue(status(TENANT_SHA, 'success', 'up', `flotilla/${ctx}`));
+    const seen: string[] = [];
+    const lastWrite: StatusSend = async (s) => {
+      seen.push(s.context);
+      return { retryAt: t + 600_000 };
+    };
+    expect(await outbox.flush(lastWrite)).toMatchObject({ sent: 1, pending: 1, stopped: { reason: 'budget', retryInMs: 600_000 } });
+    // A new process reads the same wait from the outbox folder.
+    expect(await new StatusOutbox(dir, { now: () => t }).flush(lastWrite)).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
+    t += 600_000;
+    expect(await outbox.flush(lastWrite)).toMatchObject({ sent: 1, pending: 0 });
+    expect(seen).toEqual(['flotilla/a', 'flotilla/b']);
+  });
+
   it('makes a flush stop and say when to come back', async () => {
     let t = 1_000_000;
     const outbox = new StatusOutbox(dir, { now: () => t, budget: new SendBudget({ perMinute: 2, now: () => t }) });
@@ -188,7 +219,9 @@ describe('StatusOutbox through the GitHub client and the OpenAPI-checked stand-i
 
   it('rides out an outage: nothing lost, nothing duplicated, order kept, no burst', async () => {
     const gh = client();
-    const outbox = new StatusOutbox(dir);
+    // The outbox's clock, moved on where GitHub asked the agent to wait.
+    let skew = 0;
+    const outbox = new StatusOutbox(dir, { now: () => Date.now() + skew });
     const flush = () => outbox.flush(githubStatusSend(gh), { isAlreadyAccepted: githubStatusAccepted(gh) });
 
     // Before the outage: the first apply starts and its pending statuses arrive.
@@ -206,13 +239,24 @@ describe('StatusOutbox through the GitHub client and the OpenAPI-checked stand-i
     standIn.failNext(1000, { status: 403, headers: { 'retry-after': '120' } }); // longer than the client waits in-process
     await outbox.enqueue(status(NEXT_TENANT_SHA, 'pending', 'applying v2.10.4'));
     await outbox.enqueue(status(NEXT_SOURCE_SHA, 'pending', 'applying v2.10.4'));
-    expect(await flush()).toMatchObject({ sent: 0, stopped: { reason: 'failure' } });
+    const waited = await flush();
+    expect(waited).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
+    // GitHub's retry-after is honoured: no send, not even a try, until it has passed.
+    expect((waited.stopped as { retryInMs: number }).retryInMs).toBeGreaterThan(110_000);
+    const asked = standIn.requests().length;
+    expect(await flush()).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
+    expect(standIn.requests().length).toBe(asked);
+    skew += 121_000;
 
     standIn.clearFaults();
     standIn.failNext(1000, { status: 403, headers: { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(Math.floor(Date.now() / 1000) + 3600) } });
     await outbox.enqueue(status(NEXT_TENANT_SHA, 'failure', 'pull failed: manifest unknown'));
     await outbox.enqueue(status(NEXT_SOURCE_SHA, 'failure', 'pull failed: manifest unknown'));
-    expect(await flush()).toMatchObject({ sent: 0, stopped: { reason: 'failure' } });
+    const spent = await flush();
+    // The token's primary limit is spent until x-ratelimit-reset, for every host that shares it.
+    expect(spent).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
+    expect((spent.stopped as { retryInMs: number }).retryInMs).toBeGreaterThan(3_000_000);
+    skew += 3_601_000;
 
     // A hung API, with GitHub accepting the status after the client gave up: the one case a naive retry duplicates.
     standIn.clearFaults();

@@ -17,7 +17,7 @@
 // repeat is harmless.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../renderer/core/atomic-write.js';
 import { GitHubError } from '../renderer/core/errors.js';
 import {
@@ -28,7 +28,8 @@ import {
   type GitHubClient,
 } from '../renderer/core/github.js';
 
-export type StatusSend = (status: CommitStatusInput) => Promise<void>;
+/** Sends one status; may say when the next send may start (GitHub: no writes left on the token until then). */
+export type StatusSend = (status: CommitStatusInput) => Promise<void | { retryAt?: number }>;
 export type StatusAcceptedCheck = (status: CommitStatusInput) => Promise<boolean>;
 
 export interface QueuedStatus {
@@ -64,32 +65,69 @@ export interface StatusOutboxOptions {
   redact?: (text: string) => string;
 }
 
-/** GitHub's content-creation limits: 80 a minute, 500 an hour (in-memory sliding windows). */
+/**
+ * GitHub's content-creation limits, 80 a minute and 500 an hour, as sliding windows, and
+ * any wait GitHub itself asked for (retry-after, a spent x-ratelimit). With a `file` the
+ * windows and the wait outlive the process: `flotilla-agent once` under cron is a new
+ * process every poll, and GitHub counts per token, not per process.
+ */
 export class SendBudget {
-  private readonly sends: number[] = [];
+  private sends: number[] = [];
+  private blockedUntil = 0;
+  private loaded = false;
   readonly perMinute: number;
   readonly perHour: number;
   private readonly now: () => number;
+  private readonly file: string | undefined;
 
-  constructor(options: { perMinute?: number; perHour?: number; now?: () => number } = {}) {
+  constructor(options: { perMinute?: number; perHour?: number; now?: () => number; file?: string } = {}) {
     this.perMinute = options.perMinute ?? 80;
     this.perHour = options.perHour ?? 500;
     this.now = options.now ?? Date.now;
+    this.file = options.file;
+  }
+
+  /** Reads what earlier processes spent; a missing or unreadable file is a fresh budget. */
+  async load(): Promise<void> {
+    if (this.loaded || !this.file) return;
+    this.loaded = true;
+    try {
+      const saved = JSON.parse(await fs.readFile(this.file, 'utf8')) as { sends?: unknown; blockedUntil?: unknown };
+      if (Array.isArray(saved.sends)) this.sends = saved.sends.filter((t): t is number => typeof t === 'number').sort((a, b) => a - b);
+      if (typeof saved.blockedUntil === 'number') this.blockedUntil = saved.blockedUntil;
+    } catch {
+      // first run, or a file a crash could not have left half-written (it is replaced atomically): start afresh
+    }
+  }
+
+  private async save(): Promise<void> {
+    if (!this.file) return;
+    const t = this.now();
+    this.sends = this.sends.filter((s) => s > t - 3_600_000);
+    await fs.mkdir(dirname(this.file), { recursive: true });
+    await writeFileAtomic(this.file, `${JSON.stringify({ sends: this.sends, blockedUntil: this.blockedUntil })}\n`);
   }
 
   /** 0 when a send may start now, else how long until one may. */
   waitMs(): number {
     const t = this.now();
     while (this.sends.length > 0 && this.sends[0]! <= t - 3_600_000) this.sends.shift();
-    let wait = 0;
+    let wait = Math.max(0, this.blockedUntil - t);
     if (this.sends.length >= this.perHour) wait = Math.max(wait, this.sends[this.sends.length - this.perHour]! + 3_600_000 - t);
     const lastMinute = this.sends.filter((s) => s > t - 60_000);
     if (lastMinute.length >= this.perMinute) wait = Math.max(wait, lastMinute[lastMinute.length - this.perMinute]! + 60_000 - t);
     return wait;
   }
 
-  record(): void {
+  async record(): Promise<void> {
     this.sends.push(this.now());
+    await this.save();
+  }
+
+  /** No send before `at` (ms since the epoch), as GitHub asked. */
+  async blockUntil(at: number): Promise<void> {
+    this.blockedUntil = Math.max(this.blockedUntil, at);
+    await this.save();
   }
 }
 
@@ -122,7 +160,7 @@ export class StatusOutbox {
     options: StatusOutboxOptions = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.budget = options.budget ?? new SendBudget({ now: this.now });
+    this.budget = options.budget ?? new SendBudget({ now: this.now, file: join(dir, 'budget.json') });
     this.log = options.log ?? (() => undefined);
     this.isPermanent = options.isPermanent ?? defaultIsPermanent;
     this.redact = options.redact ?? ((text) => text);
@@ -167,17 +205,24 @@ export class StatusOutbox {
 
   private async flushQueue(send: StatusSend, isAlreadyAccepted: StatusAcceptedCheck | undefined): Promise<FlushResult> {
     const result: FlushResult = { sent: 0, alreadyAccepted: 0, rejected: 0, pending: 0 };
+    await this.budget.load();
     for (;;) {
       const next = await this.exclusive(async () => (await this.read(true))[0]);
       if (!next) break;
       const head: QueuedStatus = { ...next, status: this.redacted(next.status) };
+      // Before any request, the check for an interrupted send included: both spend the token.
+      const wait = this.budget.waitMs();
+      if (wait > 0) {
+        result.stopped = { reason: 'budget', retryInMs: wait };
+        break;
+      }
 
       if (head.maybeSent && isAlreadyAccepted) {
         let accepted: boolean;
         try {
           accepted = await isAlreadyAccepted(head.status);
         } catch (error) {
-          result.stopped = { reason: 'failure', error };
+          result.stopped = (await this.waitAsked(error, head.status)) ?? { reason: 'failure', error };
           break;
         }
         if (accepted) {
@@ -188,19 +233,19 @@ export class StatusOutbox {
         }
       }
 
-      const wait = this.budget.waitMs();
-      if (wait > 0) {
-        result.stopped = { reason: 'budget', retryInMs: wait };
-        break;
-      }
-
       // The marker goes down before the request leaves, so a crash after GitHub accepted is visible.
       await this.exclusive(() => writeFileAtomic(this.markerPath(head.seq), ''));
       this.sendingSeq = head.seq;
-      this.budget.record();
+      await this.budget.record();
       try {
-        await send(head.status);
+        const answer = await send(head.status);
+        if (answer?.retryAt !== undefined) await this.budget.blockUntil(answer.retryAt);
       } catch (error) {
+        const asked = await this.waitAsked(error, head.status);
+        if (asked) {
+          result.stopped = asked;
+          break;
+        }
         if (this.isPermanent(error)) {
           await this.exclusive(async () => {
             await fs.appendFile(join(this.dir, 'rejected.jsonl'), `${JSON.stringify({ ...head, maybeSent: undefined, rejectedAt: new Date(this.now()).toISOString(), error: String((error as Error).message ?? error) })}\n`);
@@ -222,6 +267,18 @@ export class StatusOutbox {
     }
     result.pending = (await this.pending()).length;
     return result;
+  }
+
+  /**
+   * When GitHub said how long to wait (retry-after, a spent x-ratelimit), the budget holds
+   * every send until then, in this process and the next: not just until the next poll.
+   */
+  private async waitAsked(error: unknown, status: CommitStatusInput): Promise<FlushResult['stopped'] | undefined> {
+    if (!(error instanceof GitHubError) || error.retryAt === undefined || error.retryAt <= this.now()) return undefined;
+    await this.budget.blockUntil(error.retryAt);
+    const retryInMs = error.retryAt - this.now();
+    this.log(`status ${describe(status)} not sent: GitHub asks to wait ${Math.ceil(retryInMs / 1000)}s; kept in the outbox`);
+    return { reason: 'budget', retryInMs };
   }
 
   /** Reads the queue in order; with `coalesce`, deletes entries a newer one supersedes. */
@@ -293,7 +350,8 @@ function describe(s: CommitStatusInput): string {
 /** Sends through the GitHub client (retries and rate limits are the client's). */
 export function githubStatusSend(client: GitHubClient): StatusSend {
   return async (status) => {
-    await createCommitStatus(client, status);
+    const { retryAt } = await createCommitStatus(client, status);
+    return retryAt === undefined ? undefined : { retryAt };
   };
 }
 

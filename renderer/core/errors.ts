@@ -129,13 +129,16 @@ export class GitError extends FlotillaError {
 /** A GitHub API call failed. */
 export class GitHubError extends FlotillaError {
   readonly code = 'GITHUB';
+  /** When GitHub said to come back (retry-after, or x-ratelimit-reset with none remaining), in ms since the epoch. */
+  readonly retryAt: number | undefined;
   constructor(
     readonly operation: string,
     readonly status: number | undefined,
     readonly detail: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAt?: number },
   ) {
     super(`GitHub ${operation}${status ? ` (HTTP ${status})` : ''}: ${detail}`, options);
+    this.retryAt = options?.retryAt;
   }
 }
 

@@ -150,7 +150,7 @@ export function redact(text: string, secrets: readonly string[] = []): string {
 }
 
 /** Turns whatever a GitHub call threw into a GitHubError naming the operation, without secrets. */
-export function toGitHubError(err: unknown, operation: string, secrets: readonly string[] = []): GitHubError {
+export function toGitHubError(err: unknown, operation: string, secrets: readonly string[] = [], now: number = Date.now()): GitHubError {
   if (err instanceof GitHubError) return err;
   const e = err as { status?: unknown; message?: unknown; name?: unknown; response?: { headers?: Record<string, string> } };
   const status = typeof e.status === 'number' ? e.status : undefined;
@@ -161,7 +161,21 @@ export function toGitHubError(err: unknown, operation: string, secrets: readonly
   if (retryAfter !== undefined) detail += ` (retry-after ${retryAfter}s)`;
   // A 5xx from a network error is Octokit's convention, not GitHub's answer.
   const reported = status === 500 && !e.response ? undefined : status;
-  return new GitHubError(operation, reported, redact(detail, secrets));
+  const retryAt = retryAtOf(e.response?.headers ?? {}, now);
+  return new GitHubError(operation, reported, redact(detail, secrets), retryAt === undefined ? {} : { retryAt });
+}
+
+/**
+ * When GitHub asks a client to come back, in ms since the epoch: `retry-after` seconds
+ * from now, else the `x-ratelimit-reset` second when `x-ratelimit-remaining` is 0 (the
+ * token's primary limit, which every host sharing the token spends).
+ */
+export function retryAtOf(headers: Record<string, string | number | undefined>, now: number = Date.now()): number | undefined {
+  const after = Number(headers['retry-after']);
+  if (headers['retry-after'] !== undefined && Number.isFinite(after) && after >= 0) return now + after * 1000;
+  const reset = Number(headers['x-ratelimit-reset']);
+  if (String(headers['x-ratelimit-remaining']) === '0' && Number.isFinite(reset)) return Math.max(now, reset * 1000);
+  return undefined;
 }
 
 /** Runs one GitHub call, turning failures into GitHubError for `operation`. */
@@ -269,9 +283,13 @@ function toCommitStatus(s: { id: number; state: string; context: string; descrip
   };
 }
 
-export async function createCommitStatus(client: GitHubClient, input: CommitStatusInput): Promise<CommitStatus> {
+/**
+ * Posts a commit status. `retryAt` is set when GitHub said the token has no writes left
+ * (`x-ratelimit-remaining: 0`): the next write must wait until then.
+ */
+export async function createCommitStatus(client: GitHubClient, input: CommitStatusInput): Promise<CommitStatus & { retryAt?: number }> {
   const operation = `create commit status ${input.context}=${input.state} on ${input.owner}/${input.repo}@${input.sha.slice(0, 12)}`;
-  const { data } = await githubCall(client, operation, (o) =>
+  const { data, headers } = await githubCall(client, operation, (o) =>
     o.rest.repos.createCommitStatus({
       owner: input.owner,
       repo: input.repo,
@@ -282,7 +300,8 @@ export async function createCommitStatus(client: GitHubClient, input: CommitStat
       ...(input.targetUrl ? { target_url: input.targetUrl } : {}),
     }),
   );
-  return toCommitStatus(data);
+  const retryAt = String(headers['x-ratelimit-remaining']) === '0' ? retryAtOf({ ...headers, 'retry-after': undefined }) : undefined;
+  return { ...toCommitStatus(data), ...(retryAt === undefined ? {} : { retryAt }) };
 }
 
 /** Statuses of a ref (sha, branch or tag), newest first; one page of at most `perPage` (max 100). */
