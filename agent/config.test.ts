@@ -44,6 +44,8 @@ describe('agent settings', () => {
     ['FLOTILLA_SCHEDULE', { ...base, FLOTILLA_SCHEDULE: '61 * * * *' }],
     ['FLOTILLA_REPO', { ...base, FLOTILLA_REPO: 'http://git.example.com/acme/fleet.git', FLOTILLA_GIT_TOKEN: 'tok' }],
     ['FLOTILLA_REPO', { ...base, FLOTILLA_REPO: 'http://x:tok@10.0.0.5/acme/fleet.git' }],
+    ['FLOTILLA_REPO', { ...base, FLOTILLA_REPO: 'http://[::ffff:10.0.0.5]/acme/fleet.git', FLOTILLA_GIT_TOKEN: 'tok' }],
+    ['FLOTILLA_REPO', { ...base, FLOTILLA_REPO: 'http://localhost.example.com/acme/fleet.git', FLOTILLA_GIT_TOKEN: 'tok' }],
     ['FLOTILLA_REPO', { ...base, FLOTILLA_REPO: 'https://github.com/acme/my fleet.git' }],
     ['FLOTILLA_REPO', { ...base, FLOTILLA_REPO: 'https://github.com/acme/\tfleet.git' }],
     ['FLOTILLA_GITHUB_API', { ...base, FLOTILLA_GITHUB_API: 'not-a-url' }],
@@ -66,7 +68,7 @@ describe('agent settings', () => {
 
   it('accepts what is reasonable: no jitter, plain http to loopback with a token, a 6-field schedule, a cap equal to the first wait', () => {
     expect(parseAgentConfig({ ...base, FLOTILLA_JITTER: '0' }).jitterSeconds).toBe(0);
-    for (const host of ['127.0.0.1:4000', '127.8.9.10', '[::1]:4000', 'localhost:4000'])
+    for (const host of ['127.0.0.1:4000', '127.8.9.10', '[::1]:4000', 'localhost:4000', '[::ffff:127.0.0.1]'])
       expect(parseAgentConfig({ ...base, FLOTILLA_REPO: `http://${host}/acme/fleet.git`, FLOTILLA_GIT_TOKEN: 'tok' }).repo).toContain(host);
     expect(parseAgentConfig({ ...base, FLOTILLA_GITHUB_API: 'http://127.0.0.1:9/api', FLOTILLA_GITHUB_TOKEN: 'tok' }).githubApi).toBe('http://127.0.0.1:9/api');
     expect(parseAgentConfig({ ...base, FLOTILLA_SCHEDULE: '*/10 * * * * *' }).schedule).toBe('*/10 * * * * *');
@@ -93,6 +95,22 @@ describe('agent settings', () => {
     })();
     expect(err.message).toMatch(/^FLOTILLA_REPO: "http:\/\/\*\*\*@git\.example\.com\/acme\/fleet\.git" is plain http and holds credentials/);
     expect(err.message).not.toContain('s3cret');
+  });
+
+  it('names no part of a settings-file line that may be a pasted token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-config-'));
+    try {
+      const envFile = join(dir, 'agent.env');
+      await writeFile(envFile, `FLOTILLA_TENANT=pia\nghp_S3cr3tT0kenValue0123=\n`);
+      const err = (await loadAgentConfig(envFile, {}).catch((e: unknown) => e)) as Error;
+      expect(err.message).toBe(`--settings: ${envFile}:2: the name is not a flotilla-agent setting (settings are FLOTILLA_* names in capitals)`);
+      await writeFile(envFile, `FLOTILLA_TENANT=pia\nghp_S3cr3tT0kenValue0123\n`);
+      const noEquals = (await loadAgentConfig(envFile, {}).catch((e: unknown) => e)) as Error;
+      expect(noEquals.message).toMatch(/^--settings: .*agent\.env:2: expected NAME=value/);
+      expect(noEquals.message).not.toContain('S3cr3t');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('never echoes credentials embedded in a bad repo URL', () => {

@@ -164,7 +164,10 @@ export async function readAgentEnvFile(path: string, explicit: boolean, flag = '
     throw new SettingError(flag, `cannot read ${path}: ${(e as Error).message}`);
   }
   for (const { name, line } of envFileNames(text, path, flag)) {
-    if (!AGENT_SETTINGS.includes(name)) throw unknownSetting(name, `in ${path}:${line}`);
+    if (AGENT_SETTINGS.includes(name)) continue;
+    // A pasted token with `=` padding reads as NAME=: echo only what looks like a variable name.
+    if (/^[A-Z_][A-Z0-9_]{0,63}$/.test(name)) throw unknownSetting(name, `in ${path}:${line}`);
+    throw new SettingError(flag, `${path}:${line}: the name is not a flotilla-agent setting (settings are FLOTILLA_* names in capitals)`);
   }
   return parseDotenv(text);
 }
@@ -185,7 +188,8 @@ export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (LOOPBACK_NAMES.has(host)) return true;
   if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || /^::ffff:127\./.test(host);
+  // WHATWG URLs write an IPv4-mapped 127.x.y.z as ::ffff:7fxx:yyzz.
+  if (isIP(host) === 6) return host === '::1' || /^::ffff:(127\.|7f[0-9a-f]{2}:)/.test(host);
   return false;
 }
 
