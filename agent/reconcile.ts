@@ -16,6 +16,7 @@ import {
 } from '../renderer/core/errors.js';
 import {
   fetchBranch,
+  fetchHistory,
   hasObject,
   isAncestor,
   nodeGitDepsWithTimeout,
@@ -240,7 +241,8 @@ async function checkFastForward(deps: ReconcileDeps, from: string, to: string): 
       return await isAncestor(gitdirOf(config), from, to);
     } catch (e) {
       if (!(e instanceof GitError)) throw e;
-      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth, auth: gitAuth(config) }, gitDepsOf(config));
+      // Commits only: a blob refused in a skipped commit must not be fetched again here.
+      await fetchHistory(gitdirOf(config), config.repo, config.branch, { depth, auth: gitAuth(config) }, gitDepsOf(config));
     }
   }
   try {

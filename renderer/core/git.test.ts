@@ -1,15 +1,21 @@
 // Integration: runs against the real `git http-backend` on 127.0.0.1.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import * as nodeFs from 'node:fs';
+import type { HttpClient } from 'isomorphic-git';
+import nodeHttp from 'isomorphic-git/http/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { raceBeforeNextPush, startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { GitError } from './errors.js';
 import {
   fetchBranch,
+  fetchHistory,
+  FetchTooLargeError,
+  hasObject,
   isAncestor,
   listRemoteBranches,
   readCommitFiles,
@@ -349,5 +355,111 @@ describe('storePack: new objects as one pack with its index', () => {
     } finally {
       await rm(gitdir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a commit holding a file over the size limit', () => {
+  const MB200 = 200 * 1024 * 1024;
+  let server: GitServer;
+  let work: string;
+  let url: string;
+  let src: string;
+  let a: string;
+  let big: string;
+  let d: string;
+  // What the agent keeps between fetches: the shallow list and the remote-tracking ref.
+  const record = async (gitdir: string) => ({
+    shallow: await readFile(join(gitdir, 'shallow'), 'utf8').catch(() => null),
+    ref: await readFile(join(gitdir, 'refs/remotes/origin/tenants/linda'), 'utf8').catch(() => null),
+  });
+
+  beforeAll(async () => {
+    server = await startGitServer();
+    await server.createBareRepo('fleet.git');
+    url = server.url('fleet.git');
+    work = await mkdtemp(join(tmpdir(), 'flotilla-git-big-'));
+    src = join(work, 'src');
+    await git(['init', '--quiet', '--initial-branch', 'tenants/linda', src]);
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {}\n');
+    await git(['add', '.'], src);
+    await commit(src, 'a');
+    a = await git(['rev-parse', 'HEAD'], src);
+    await git(['push', '--quiet', url, 'HEAD:refs/heads/tenants/linda'], src);
+  });
+  afterAll(async () => {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('refuses it from the pack header and keeps nothing of it; the commits after it are fetched, and ancestry is told past it', async () => {
+    const gitdir = join(work, 'agent.git');
+    expect(await fetchBranch(gitdir, url, 'tenants/linda')).toBe(a);
+    const before = await record(gitdir);
+
+    // 200 MB of zeros: a few hundred KB on the wire, 200 MB declared in the pack.
+    await writeFile(join(src, 'big.bin'), '');
+    await truncate(join(src, 'big.bin'), MB200);
+    await git(['add', 'big.bin'], src);
+    await commit(src, 'big');
+    big = await git(['rev-parse', 'HEAD'], src);
+    await git(['push', '--quiet', url, 'HEAD:refs/heads/tenants/linda'], src);
+
+    const err = await fetchBranch(gitdir, url, 'tenants/linda').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FetchTooLargeError);
+    expect((err as Error).message).toBe(
+      `refused: ${big.slice(0, 12)} holds big.bin (${MB200} bytes, over the 4194304-byte limit); not fetched`,
+    );
+    expect(await hasObject(gitdir, big)).toBe(false);
+    expect(await record(gitdir)).toEqual(before);
+
+    await git(['rm', '--quiet', 'big.bin'], src);
+    await commit(src, 'remove big.bin');
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {api: {image: x}}\n');
+    await commit(src, 'd');
+    d = await git(['rev-parse', 'HEAD'], src);
+    await git(['push', '--quiet', url, 'HEAD:refs/heads/tenants/linda'], src);
+
+    expect(await fetchBranch(gitdir, url, 'tenants/linda')).toBe(d);
+    expect((await readCommitFiles(gitdir, d)).files.map((f) => f.path)).toEqual(['docker-compose.yml']);
+    await expect(isAncestor(gitdir, a, d)).rejects.toThrow(/incomplete locally/);
+    await fetchHistory(gitdir, url, 'tenants/linda', { depth: 2 });
+    expect(await isAncestor(gitdir, a, d)).toBe(true);
+  });
+
+  it('fetchHistory reads the commits past a refused blob without downloading the blob or storing anything', async () => {
+    const gitdir = join(work, 'late.git');
+    await fetchBranch(gitdir, url, 'tenants/linda', { depth: 1 });
+    const before = await record(gitdir);
+    // Counts what the client reads of each response: the server may write ahead into socket buffers.
+    let read = 0;
+    const counting: HttpClient = {
+      async request(req) {
+        const res = await nodeHttp.request(req);
+        const body = res.body;
+        if (!body) return res;
+        return {
+          ...res,
+          body: (async function* () {
+            for await (const chunk of body) {
+              read += chunk.length;
+              yield chunk;
+            }
+          })(),
+        };
+      },
+    };
+    await fetchHistory(gitdir, url, 'tenants/linda', { depth: 20 }, { fs: nodeFs, http: counting });
+    // The blob alone is ~200 KB compressed; reading stops within the first 64 KB socket read after the commits.
+    expect(read).toBeLessThan(100 * 1024);
+    expect(await isAncestor(gitdir, a, d)).toBe(true);
+    expect(await isAncestor(gitdir, big, d)).toBe(true);
+    expect(await hasObject(gitdir, big)).toBe(false);
+    expect(await record(gitdir)).toEqual(before);
+  });
+
+  it('refuses a pack larger than the limit as it arrives', async () => {
+    const err = await fetchBranch(join(work, 'small.git'), url, 'tenants/linda', { maxPackBytes: 100 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FetchTooLargeError);
+    expect((err as Error).message).toBe(`refused: ${d.slice(0, 12)} holds a pack of more than 100 bytes; not fetched`);
   });
 });

@@ -2,9 +2,13 @@
 // `deps` (defaulting to Node's, built in this one place) so tests can point them
 // elsewhere. Every failure is a GitError whose URL and text are stripped of credentials.
 import * as nodeFs from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import git, { Errors, type FsClient, type HttpClient } from 'isomorphic-git';
 import nodeHttp from 'isomorphic-git/http/node';
-import { GitError } from './errors.js';
+import { ApplyRefusedError, GitError } from './errors.js';
+import { MAX_MANAGED_FILE_BYTES } from './manifest.js';
+import { guardedHttp, parseTree, PackStop, type PackSeen } from './pack-guard.js';
 
 export interface GitDeps {
   fs: FsClient;
@@ -164,15 +168,122 @@ export async function ensureBareRepo(gitdir: string, deps: GitDeps = nodeGitDeps
   }
 }
 
+/** No tenant file may be larger (manifest.ts), so no object of a fetch needs to be. */
+export const MAX_FETCH_OBJECT_BYTES = MAX_MANAGED_FILE_BYTES;
+/** A whole fetch, compressed: far above any tenant tree, far below a host's memory. */
+export const MAX_FETCH_PACK_BYTES = 64 * 1024 * 1024;
+
 export interface FetchOptions {
   /** History depth; 1 (the default) fetches only the tip commit. */
   depth?: number;
   auth?: GitAuth;
+  /** Refuse the fetch when one object declares more (default MAX_FETCH_OBJECT_BYTES). */
+  maxObjectBytes?: number;
+  /** Refuse the fetch when the pack grows past this (default MAX_FETCH_PACK_BYTES). */
+  maxPackBytes?: number;
+}
+
+/**
+ * A fetch refused for its size: nothing of it was stored, and the commit stays refused
+ * (its bytes never change), while later commits are fetched as usual.
+ */
+export class FetchTooLargeError extends ApplyRefusedError {
+  constructor(
+    readonly commit: string,
+    reason: string,
+    readonly path?: string,
+  ) {
+    super(reason);
+  }
+}
+
+/** Commits met in fetches that were not stored (refused, or read for their history only), by id. */
+const SEEN_COMMITS_FILE = 'flotilla-seen-commits.json';
+const SEEN_COMMITS_KEPT = 5000;
+
+async function readSeenCommits(gitdir: string): Promise<Record<string, string[]>> {
+  try {
+    return JSON.parse(await readFile(join(gitdir, SEEN_COMMITS_FILE), 'utf8')) as Record<string, string[]>;
+  } catch {
+    return {};
+  }
+}
+
+/** Keeps the parents of every commit a guard saw, so ancestry can be told without fetching them again. */
+async function rememberCommits(gitdir: string, seen: PackSeen): Promise<void> {
+  if (seen.commits.size === 0) return;
+  const known = await readSeenCommits(gitdir);
+  for (const [oid, commit] of seen.commits) {
+    delete known[oid];
+    known[oid] = commit.parents;
+  }
+  const ids = Object.keys(known);
+  for (const oid of ids.slice(0, Math.max(0, ids.length - SEEN_COMMITS_KEPT))) delete known[oid];
+  await writeFile(join(gitdir, SEEN_COMMITS_FILE), JSON.stringify(known));
+}
+
+/**
+ * isomorphic-git writes the shallow list and the remote-tracking ref before it reads the
+ * pack. When the pack is then refused or cut, those would name a commit the repository
+ * lacks, and the next fetch would tell the server it has it: they are put back.
+ */
+async function fetchRecord(gitdir: string, branch: string): Promise<() => Promise<void>> {
+  const files = [join(gitdir, 'shallow'), join(gitdir, 'refs', 'remotes', 'origin', ...branch.replace(/^refs\/heads\//, '').split('/'))];
+  const before = await Promise.all(files.map((f) => readFile(f).catch(() => undefined)));
+  return async () => {
+    for (const [i, file] of files.entries()) {
+      const content = before[i];
+      if (content === undefined) await rm(file, { force: true });
+      else {
+        await mkdir(dirname(file), { recursive: true });
+        await writeFile(file, content);
+      }
+    }
+  };
+}
+
+/** Where `oid` sits in the tree `root` (trees from the refused pack, else the local repository). */
+async function pathOf(gitdir: string, seen: PackSeen, root: string, oid: string, deps: GitDeps): Promise<string | undefined> {
+  const queue: Array<[string, string]> = [[root, '']];
+  for (let step = 0; step < 10_000 && queue.length > 0; step++) {
+    const [tree, prefix] = queue.shift()!;
+    const raw = seen.trees.get(tree);
+    let entries: Array<{ mode: string; name: string; oid: string }>;
+    if (raw) entries = parseTree(raw);
+    else {
+      try {
+        entries = (await git.readTree({ fs: deps.fs, gitdir, oid: tree })).tree.map((e) => ({ mode: e.mode, name: e.path, oid: e.oid }));
+      } catch {
+        continue;
+      }
+    }
+    for (const e of entries) {
+      if (e.oid === oid) return prefix + e.name;
+      if (e.mode === '40000' || e.mode === '040000') queue.push([e.oid, `${prefix}${e.name}/`]);
+    }
+  }
+  return undefined;
+}
+
+async function describeRefusal(gitdir: string, seen: PackSeen, stop: PackStop, limit: number, deps: GitDeps): Promise<FetchTooLargeError> {
+  const commit = seen.wants[seen.wants.length - 1] ?? 'the commit';
+  const root = seen.commits.get(commit)?.tree;
+  const oid = stop.object?.oid;
+  const path = root && oid ? await pathOf(gitdir, seen, root, oid, deps) : undefined;
+  const what =
+    stop.reason === 'pack-too-large'
+      ? stop.message
+      : path
+        ? `${path} (${stop.object!.size} bytes, over the ${limit}-byte limit)`
+        : stop.message;
+  return new FetchTooLargeError(commit, `${commit.slice(0, 12)} holds ${what}; not fetched`, path);
 }
 
 /**
  * Fetches one branch into the bare repository `gitdir` (created when missing)
  * and returns the fetched commit id. The branch is kept as `refs/remotes/origin/<branch>`.
+ * Objects over `maxObjectBytes` are refused from their pack header, before they are
+ * inflated (FetchTooLargeError); a refused or failed fetch leaves the repository as it was.
  */
 export async function fetchBranch(
   gitdir: string,
@@ -182,10 +293,13 @@ export async function fetchBranch(
   deps: GitDeps = nodeGitDeps,
 ): Promise<string> {
   await ensureBareRepo(gitdir, deps);
+  const restore = await fetchRecord(gitdir, branch);
+  const maxObjectBytes = options.maxObjectBytes ?? MAX_FETCH_OBJECT_BYTES;
+  const guard = guardedHttp(deps.http, { maxObjectBytes, maxPackBytes: options.maxPackBytes ?? MAX_FETCH_PACK_BYTES });
   try {
     const result = await git.fetch({
       fs: deps.fs,
-      http: deps.http,
+      http: guard.http,
       gitdir,
       url,
       ref: branch,
@@ -197,7 +311,46 @@ export async function fetchBranch(
     if (!result.fetchHead) throw new Error(`branch ${branch} not found`);
     return result.fetchHead;
   } catch (err) {
+    await restore();
+    await rememberCommits(gitdir, guard.seen).catch(() => undefined);
+    const stop = guard.seen.stop;
+    if (stop && stop.reason !== 'corrupt') throw await describeRefusal(gitdir, guard.seen, stop, maxObjectBytes, deps);
     throw gitError(`fetch ${branch}`, url, err, options.auth);
+  }
+}
+
+/**
+ * Learns the history of a branch to `depth` commits without storing anything: the
+ * response is read up to its first tree and closed, so no blob (whatever its size) is
+ * downloaded. isAncestor then answers from the commits met.
+ */
+export async function fetchHistory(
+  gitdir: string,
+  url: string,
+  branch: string,
+  options: Pick<FetchOptions, 'depth' | 'auth'> = {},
+  deps: GitDeps = nodeGitDeps,
+): Promise<void> {
+  await ensureBareRepo(gitdir, deps);
+  const restore = await fetchRecord(gitdir, branch);
+  const guard = guardedHttp(deps.http, { maxObjectBytes: MAX_FETCH_OBJECT_BYTES, maxPackBytes: MAX_FETCH_PACK_BYTES, commitsOnly: true });
+  try {
+    await git.fetch({
+      fs: deps.fs,
+      http: guard.http,
+      gitdir,
+      url,
+      ref: branch,
+      singleBranch: true,
+      tags: false,
+      depth: options.depth ?? 2,
+      headers: authHeaders(options.auth),
+    });
+  } catch (err) {
+    await restore();
+    if (guard.seen.stop?.reason !== 'commits-read') throw gitError(`fetch history of ${branch}`, url, err, options.auth);
+  } finally {
+    await rememberCommits(gitdir, guard.seen);
   }
 }
 
@@ -299,6 +452,7 @@ export async function isAncestor(
 ): Promise<boolean> {
   if (ancestor === descendant) return true;
   const cache = {};
+  const seenElsewhere = await readSeenCommits(gitdir);
   const queue = [descendant];
   const seen = new Set(queue);
   let incomplete = false;
@@ -308,11 +462,13 @@ export async function isAncestor(
     try {
       parents = (await git.readCommit({ fs: deps.fs, gitdir, oid, cache })).commit.parent;
     } catch (err) {
-      if (err instanceof Errors.NotFoundError) {
+      if (!(err instanceof Errors.NotFoundError)) throw gitError('is-ancestor', gitdir, err);
+      const known = seenElsewhere[oid];
+      if (!known) {
         incomplete = true;
         continue;
       }
-      throw gitError('is-ancestor', gitdir, err);
+      parents = known;
     }
     for (const parent of parents) {
       if (parent === ancestor) return true;
