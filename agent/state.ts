@@ -90,7 +90,7 @@ export async function readState(stateDir: string): Promise<AgentState> {
   }
   const raw = JSON.parse(text) as AgentState;
   // Re-validate the stored manifest: the state file is as untrusted as any other file on disk.
-  if (raw.lastApplied) raw.lastApplied.manifest = parseManifest(JSON.stringify(raw.lastApplied.manifest));
+  if (raw.lastApplied) raw.lastApplied.manifest = parseManifest(JSON.stringify(raw.lastApplied.manifest), { applied: true });
   return raw;
 }
 

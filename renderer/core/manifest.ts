@@ -216,8 +216,13 @@ export function checkManagedPath(path: string): void {
   if (path === '.env') fail('.env is patched, never replaced');
 }
 
-/** Parses and validates manifest JSON from a tenant branch; throws ManifestError naming what is wrong. */
-export function parseManifest(text: string): Manifest {
+/**
+ * Parses and validates manifest JSON from a tenant branch; throws ManifestError naming what is wrong.
+ * `applied`: a manifest this host applied earlier (its state file). Its shape is checked as
+ * strictly, but the env-patch policy of today (compose's own keys) is not applied to it again:
+ * a host that applied such a key before the rule existed must still be able to move on.
+ */
+export function parseManifest(text: string, opts: { applied?: boolean } = {}): Manifest {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -261,7 +266,7 @@ export function parseManifest(text: string): Manifest {
   for (const [k, v] of Object.entries(envPatch)) {
     if (!ENV_KEY.test(k)) throw new ManifestError(`envPatch key ${JSON.stringify(k)} is not a valid variable name`);
     if (typeof v !== 'string') throw new ManifestError(`envPatch.${k} must be a string`);
-    if (COMPOSE_SETTING_PATTERN.test(k) && !composeSettings?.includes(k))
+    if (!opts.applied && COMPOSE_SETTING_PATTERN.test(k) && !composeSettings?.includes(k))
       throw new ManifestError(`envPatch key ${k} is compose's own setting and the fleet does not declare it (fleet.yaml defaults.composeSettings)`);
   }
   const names = (key: string): string[] => {

@@ -128,5 +128,18 @@ describe('the agent', () => {
     expect(applied.err).toMatch(/outcome: applied/);
     expect(applied.code).toBe(0);
     expect(await readFile(join(installDir, '.env'), 'utf8')).toContain('COMPOSE_PROFILES=monitoring');
+
+    // A host that applied such a key before the rule existed (its state file says so) is not stuck:
+    // the rule is for what a branch asks now, and the next clean release applies.
+    const stateFile = join(work, 'state', 'state.json');
+    const state = JSON.parse(await readFile(stateFile, 'utf8')) as { lastApplied: { manifest: Manifest } };
+    state.lastApplied.manifest.envPatch.COMPOSE_PROJECT_NAME = 'other';
+    delete state.lastApplied.manifest.composeSettings;
+    await writeFile(stateFile, JSON.stringify(state));
+    await publish('clean', { COMPOSE_PROFILES: 'monitoring', LOG_LEVEL: 'debug' }, ['COMPOSE_PROFILES']);
+    const moved = await once(new RecordingCompose({ services: HEALTHY }));
+    expect(moved.err).toMatch(/outcome: applied/);
+    expect(moved.code).toBe(0);
+    expect(await readFile(join(installDir, '.env'), 'utf8')).toContain('LOG_LEVEL=debug');
   });
 });
