@@ -9,7 +9,7 @@ import { FlotillaError, ManifestError, SettingError } from '../renderer/core/err
 import { patchEnvFile } from '../renderer/core/env-file.js';
 import { fetchBranch, remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
-import { planApply, sizeChange, undecidedFiles } from './apply.js';
+import { planApply, secretsToGenerate, sizeChange, undecidedFiles } from './apply.js';
 import { listReplaced, renderReplaced } from './replaced.js';
 import { composeEnv, createComposeRunner } from './compose.js';
 import { flavourForPatch, hostComposeFlavour } from './compose-flavour.js';
@@ -30,6 +30,8 @@ import { readDecisions, readState, writeDecisions } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
 import { isEntryPoint } from '../renderer/core/entry-point.js';
+/** What stands for a secret `once` would generate, in a plan (printed by name only). */
+const GENERATED_ON_APPLY = 'generated-on-apply';
 
 export interface AgentIo {
   stdout(text: string): void;
@@ -266,11 +268,14 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     const state = await readState(config.stateDir);
     // Written for the host's compose, as `once` writes it (asked only when v1 and v2 need different bytes).
     const envText = (await localFiles.readManaged(config.installDir, '.env'))?.content.toString('utf8');
-    const flavour = await flavourForPatch(envText, manifest.envPatch, config.compose, io.env);
+    // The secrets `once` would generate count as set, as they will be; their values are never shown.
+    const generatedSecrets = Object.fromEntries(secretsToGenerate(manifest, envText).map((name) => [name, GENERATED_ON_APPLY]));
+    const flavour = await flavourForPatch(envText, { ...manifest.envPatch, ...generatedSecrets }, config.compose, io.env);
     const plan = await planApply({
       installDir: config.installDir,
       manifest,
       files,
+      generatedSecrets,
       ...(flavour ? { composeFlavour: flavour } : {}),
       ...(state.lastApplied ? { previousManifest: state.lastApplied.manifest } : {}),
       composeEnv: composeEnv(io.env),
