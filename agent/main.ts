@@ -30,6 +30,7 @@ import { readDecisions, readState, writeDecisions } from './state.js';
 import { StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
 import { isEntryPoint } from '../renderer/core/entry-point.js';
+
 /** What stands for a secret `once` would generate, in a plan (printed by name only). */
 const GENERATED_ON_APPLY = 'generated-on-apply';
 
