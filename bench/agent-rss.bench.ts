@@ -105,7 +105,7 @@ export async function benchAgentIdleRss(): Promise<BenchRow[]> {
     );
     // Only what a service unit would give it; none of this process's variables.
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmp };
-    const agent = await idleRssKb([...DAEMON_NODE_FLAGS, main, 'run', '--env-file', envFile], env, /does not exist yet/);
+    const agent = await idleRssKb([...DAEMON_NODE_FLAGS, main, 'run', '--settings', envFile], env, /does not exist yet/);
     const bare = await idleRssKb(['-e', 'setInterval(() => {}, 1000)'], env);
     const agentMb = agent.kb / 1024;
     const bareMb = bare.kb / 1024;

@@ -341,7 +341,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           await Promise.all(
             hosts.map(async (host) => {
               let outcome: PassOutcome = 'unknown';
-              const code = await runAgentCli(['--env-file', host.envFile, 'once'], {
+              const code = await runAgentCli(['--settings', host.envFile, 'once'], {
                 env: agentEnv,
                 stdout: (s) => {
                   if (!interrupted) indent(s, `    ${host.slug} | `);
