@@ -26,13 +26,14 @@ let installDir: string;
 let stateDir: string;
 let sidecarDir: string;
 
+/** A service that sleeps; `crashing-*` ones exit 1 at once, so the release fails its health check. */
 function service(name: string): string[] {
   return [
     `  ${name}:`,
     `    image: ${ctx.registry}/flotilla-test/app:v1`,
     '    init: true',
     '    network_mode: none',
-    '    command: ["sleep", "3600"]',
+    name.startsWith('crashing') ? '    command: ["sh", "-c", "exit 1"]' : '    command: ["sleep", "3600"]',
   ];
 }
 
@@ -88,9 +89,12 @@ async function once(): Promise<{ code: number; log: string }> {
   return { code, log };
 }
 
-/** Running containers of the project, by compose service label. */
-async function runningServices(): Promise<string[]> {
-  const out = await docker(['ps', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--format', '{{.Label "com.docker.compose.service"}}'], dockerClient);
+/** Containers of the project (running ones, or all with `all`), by compose service label. */
+async function runningServices(all = false): Promise<string[]> {
+  const out = await docker(
+    ['ps', ...(all ? ['--all'] : []), '--filter', `label=com.docker.compose.project=${PROJECT}`, '--format', '{{.Label "com.docker.compose.service"}}'],
+    dockerClient,
+  );
   return out.split('\n').filter(Boolean).sort();
 }
 
@@ -135,6 +139,16 @@ describe('containers of services Flotilla did not deploy', () => {
     expect(second.code, second.log).toBe(0);
     expect(await runningServices()).toEqual(['app', 'sidecar']);
     expect(second.log).toMatch(/up: removed orbit_worker_1 of worker, which this release no longer declares/);
+    expect((await readState(stateDir)).services).toEqual(['app']);
+  });
+
+  it('rolls back a release that added a service: its containers go, the sidecar stays', async () => {
+    await publish(['app', 'crashing-worker']);
+    const failed = await once();
+
+    expect(failed.code, failed.log).toBe(1);
+    expect(failed.log).toMatch(/rollback: removed orbit_crashing-worker_1 of crashing-worker, which the failed release added/);
+    expect(await runningServices(true)).toEqual(['app', 'sidecar']);
     expect((await readState(stateDir)).services).toEqual(['app']);
   });
 });
