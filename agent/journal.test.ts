@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +30,7 @@ import {
   type JournalRecord,
 } from './journal.js';
 import { localFiles, type LocalFiles } from './local-files.js';
+import { AGENT_RUN_VARIABLE, agentRunId } from './exec.js';
 
 /** path -> "mode content" for every file under dir (directories are not compared: they are never removed). */
 async function files(dir: string): Promise<Record<string, string>> {
@@ -359,5 +361,69 @@ describe('the journal file', () => {
     await rm(journalPath(state));
     const second = await createJournal(state, { installDir: join(root, 'i'), targetCommit: 'c2', files: [] });
     expect(await readdir(second.record.backupDir)).toEqual([]);
+  });
+});
+
+describe('processes the interrupted agent left behind', () => {
+  // The mark of an agent that was killed: its compose (here a shell standing in for it) lives on.
+  const DEAD_RUN = '999999-0123456789abcdef';
+
+  /** A journal at env-patched (compose may be running on the new files), written by the dead agent. */
+  async function interrupted(): Promise<string> {
+    const h = await host('killed');
+    const journal = await swapped(h);
+    await patchInstalledEnv(h.plan, journal);
+    journal.record.agentRuns = [DEAD_RUN];
+    await writeJournal(journal);
+    return h.state;
+  }
+
+  function leftover(script: string): { pid: number; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+    const child = spawn('sh', ['-c', script], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', [AGENT_RUN_VARIABLE]: DEAD_RUN }, stdio: 'ignore' });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    return { pid: child.pid!, exited };
+  }
+
+  it('waits for them to finish before it decides, and records its own mark for the next start', async () => {
+    const state = await interrupted();
+    const done = join(root, 'compose-finished');
+    const compose = leftover(`sleep 1.5; echo up > ${done}`);
+    const log: string[] = [];
+
+    const decision = await recoverFromJournal(state, localFiles, { log: (l) => void log.push(l) });
+
+    // The leftover ran to its end on its own, before recovery decided anything.
+    expect(await readFile(done, 'utf8')).toBe('up\n');
+    expect(await compose.exited).toEqual({ code: 0, signal: null });
+    expect(decision.action).toBe('roll-forward');
+    expect(log[0]).toMatch(new RegExp(`^recover: waiting for \\d process\\(es\\) of the interrupted run: ${compose.pid} \\(sh -c sleep 1.5`));
+    expect((await readJournal(state))!.record.agentRuns).toEqual([DEAD_RUN, agentRunId()]);
+  });
+
+  it('stops them by PID when they outlive the wait, then decides', async () => {
+    const state = await interrupted();
+    const compose = leftover('sleep 30');
+    const log: string[] = [];
+
+    const decision = await recoverFromJournal(state, localFiles, { log: (l) => void log.push(l), leftoverWaitMs: 300 });
+
+    expect(await compose.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(decision.action).toBe('roll-forward');
+    expect(log.some((l) => l.startsWith(`recover: stopping with SIGTERM: ${compose.pid} (sh -c sleep 30)`))).toBe(true);
+  });
+
+  it('never waits for processes that carry another mark or none', async () => {
+    const state = await interrupted();
+    const other = spawn('sleep', ['30'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', [AGENT_RUN_VARIABLE]: 'another-run' }, stdio: 'ignore' });
+    try {
+      const started = Date.now();
+      const log: string[] = [];
+      await recoverFromJournal(state, localFiles, { log: (l) => void log.push(l), leftoverWaitMs: 5_000 });
+      expect(log).toEqual([]);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(other.exitCode).toBeNull();
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 });

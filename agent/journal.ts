@@ -21,6 +21,7 @@ import { writeFileAtomic } from '../renderer/core/atomic-write.js';
 import { JournalError, UnsafePathError } from '../renderer/core/errors.js';
 import { sha256 } from '../renderer/core/manifest.js';
 import { localFiles, type LocalFiles } from './local-files.js';
+import { agentRunId, settleLeftovers, type MarkedProcess } from './exec.js';
 
 export const APPLY_PHASES = [
   'staged',
@@ -81,6 +82,11 @@ export interface JournalRecord {
    * operator's own services too).
    */
   services?: string[];
+  /**
+   * The run marks (exec.ts agentRunId) of every agent process that worked on this apply:
+   * the one that started it and each that recovered it. Their children may outlive them.
+   */
+  agentRuns?: string[];
   startedAt: string;
   updatedAt: string;
 }
@@ -124,6 +130,7 @@ export async function createJournal(
     backupDir,
     targetCommit: init.targetCommit,
     files: init.files.map((f) => ({ ...f })),
+    agentRuns: [agentRunId()],
     startedAt: at,
     updatedAt: at,
   };
@@ -294,10 +301,35 @@ export function decideRecovery(record: JournalRecord): RecoveryAction {
   }
 }
 
-/** Run at start, before anything else: finishes or rolls back an interrupted apply. */
-export async function recoverFromJournal(stateDir: string, files: LocalFiles = localFiles): Promise<RecoveryDecision> {
+/** Compose's own `up` limit (compose.ts): a leftover `up` may take as long before it is stopped. */
+export const LEFTOVER_WAIT_MS = 10 * 60_000;
+
+export interface RecoverOptions {
+  log?: (line: string) => void;
+  /** How long processes of the interrupted run may go on before they are stopped (default LEFTOVER_WAIT_MS). */
+  leftoverWaitMs?: number;
+}
+
+/**
+ * Run at start, before anything else: finishes or rolls back an interrupted apply.
+ * First the processes the interrupted agent left behind (a `compose up` outlives a
+ * `kill -9` of the agent alone) are waited for, or stopped: deciding while one still
+ * runs would race it, and a recovery's own `up` would collide with it.
+ */
+export async function recoverFromJournal(stateDir: string, files: LocalFiles = localFiles, opts: RecoverOptions = {}): Promise<RecoveryDecision> {
   const journal = await readJournal(stateDir);
   if (!journal) return { action: 'none' };
+  const runs = journal.record.agentRuns ?? [];
+  const leftovers: MarkedProcess[] = await settleLeftovers(runs, {
+    waitMs: opts.leftoverWaitMs ?? LEFTOVER_WAIT_MS,
+    log: (line) => opts.log?.(`recover: ${line}`),
+  });
+  if (leftovers.length > 0) opts.log?.(`recover: the interrupted run's processes have ended`);
+  // This process works on the apply now; a kill during the recovery leaves its children to the next start.
+  if (!runs.includes(agentRunId())) {
+    journal.record.agentRuns = [...runs, agentRunId()];
+    await writeJournal(journal);
+  }
   const interruptedAt = journal.record.phase;
   // A process killed inside writeFileAtomic leaves its temp file beside the target.
   for (const path of [...journal.record.files.map((f) => f.path), ENV_FILE]) {

@@ -631,7 +631,7 @@ async function bringPreviousStackBack(deps: ReconcileDeps, journal: Journal): Pr
 /** Finishes or rolls back an apply a crash interrupted, before anything else happens. */
 async function recover(deps: ReconcileDeps, state: AgentState): Promise<AgentState> {
   const { config, compose, log } = deps;
-  const decision = await recoverFromJournal(config.stateDir);
+  const decision = await recoverFromJournal(config.stateDir, undefined, { log });
   if (decision.action === 'none') return state;
   const commit = decision.journal.record.targetCommit;
   const target = installTarget(config);
