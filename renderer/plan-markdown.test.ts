@@ -128,9 +128,9 @@ describe('renderPlanMarkdown', () => {
     });
     const md = renderPlanMarkdown(report);
     const section = (slug: string) => md.slice(md.indexOf(`#### \`${slug}\``)).split('\n#### ')[0]!;
-    expect(section('t000')).toContain('host files Flotilla did not write: replaced, a copy kept on the host');
+    expect(section('t000')).toContain('`adopt: replace`: host files Flotilla did not write are replaced, copies kept');
     expect(section('t000')).toContain('| files Flotilla did not write | *refuse until decided* | `replace (the host keeps a copy)` |');
-    expect(section('t001')).toContain('host files Flotilla did not write: apply refused until `adopt: replace` or `flotilla-agent adopt`');
+    expect(section('t001')).toContain('host files Flotilla did not write: refused until decided (`adopt: replace`)');
   });
 
   it('raises a red alert for a missing image tag and for uncovered variables', async () => {

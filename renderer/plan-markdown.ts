@@ -203,7 +203,7 @@ function sectionBase(t: TenantPlan): string {
   if (t.change === 'removed') meta.push('tenant removed');
   meta.push(t.wave ? `wave ${code(t.wave)}` : 'no wave');
   if (t.mode) meta.push(t.mode);
-  if (t.mode === 'adopted') meta.push(t.adopt === 'replace' ? 'host files Flotilla did not write: replaced, a copy kept on the host' : 'host files Flotilla did not write: apply refused until `adopt: replace` or `flotilla-agent adopt`');
+  if (t.mode === 'adopted') meta.push(t.adopt === 'replace' ? '`adopt: replace`: host files Flotilla did not write are replaced, copies kept' : 'host files Flotilla did not write: refused until decided (`adopt: replace`)');
   if (t.paused) meta.push('⏸ paused: not published until unpaused');
   const move = tagMove(t);
   const out = [`#### ${code(t.slug)}${move ? ` · ${move}` : ''}`, '', meta.join(' · '), ''];
