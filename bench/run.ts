@@ -15,6 +15,7 @@ const BENCHMARKS: Array<[string, () => Promise<BenchRow[]>]> = [
   ['publish', benchPublish],
   ['no-op poll', benchNoopPoll],
   ['agent idle RSS', benchAgentIdleRss],
+  ['large object', async () => (await import('./large-object.bench.js')).benchLargeObject()],
 ];
 
 async function main(): Promise<void> {
