@@ -242,8 +242,9 @@ async function fetchRecord(gitdir: string, branch: string): Promise<() => Promis
   };
 }
 
-/** Where `oid` sits in the tree `root` (trees from the refused pack, else the local repository). */
-async function pathOf(gitdir: string, seen: PackSeen, root: string, oid: string, deps: GitDeps): Promise<string | undefined> {
+/** Every blob of the tree `root` with its path (trees from the refused pack, else the local repository). */
+async function blobsOf(gitdir: string, seen: PackSeen, root: string, deps: GitDeps): Promise<Array<{ path: string; oid: string }>> {
+  const blobs: Array<{ path: string; oid: string }> = [];
   const queue: Array<[string, string]> = [[root, '']];
   for (let step = 0; step < 10_000 && queue.length > 0; step++) {
     const [tree, prefix] = queue.shift()!;
@@ -258,25 +259,32 @@ async function pathOf(gitdir: string, seen: PackSeen, root: string, oid: string,
       }
     }
     for (const e of entries) {
-      if (e.oid === oid) return prefix + e.name;
       if (e.mode === '40000' || e.mode === '040000') queue.push([e.oid, `${prefix}${e.name}/`]);
+      else if (e.mode !== '160000') blobs.push({ path: prefix + e.name, oid: e.oid });
     }
   }
-  return undefined;
+  return blobs;
 }
 
+/**
+ * The refusal, naming the file when it can be told without inflating it: the blobs of the
+ * commit that neither arrived whole before the refusal nor are held already.
+ */
 async function describeRefusal(gitdir: string, seen: PackSeen, stop: PackStop, limit: number, deps: GitDeps): Promise<FetchTooLargeError> {
   const commit = seen.wants[seen.wants.length - 1] ?? 'the commit';
+  const refusal = (text: string, path?: string) => new FetchTooLargeError(commit, `${commit.slice(0, 12)} holds ${text}; not fetched`, path);
   const root = seen.commits.get(commit)?.tree;
-  const oid = stop.object?.oid;
-  const path = root && oid ? await pathOf(gitdir, seen, root, oid, deps) : undefined;
-  const what =
-    stop.reason === 'pack-too-large'
-      ? stop.message
-      : path
-        ? `${path} (${stop.object!.size} bytes, over the ${limit}-byte limit)`
-        : stop.message;
-  return new FetchTooLargeError(commit, `${commit.slice(0, 12)} holds ${what}; not fetched`, path);
+  if (stop.reason === 'pack-too-large' || stop.object?.type !== 'blob' || !root) return refusal(stop.message);
+  const candidates: string[] = [];
+  for (const blob of await blobsOf(gitdir, seen, root, deps)) {
+    if (seen.blobs.has(blob.oid) || (await hasObject(gitdir, blob.oid, deps))) continue;
+    candidates.push(blob.path);
+  }
+  const size = `${stop.object.size} bytes, over the ${limit}-byte limit`;
+  if (candidates.length === 1) return refusal(`${candidates[0]} (${size})`, candidates[0]);
+  if (candidates.length === 0) return refusal(stop.message);
+  const names = candidates.slice(0, 3).join(', ') + (candidates.length > 3 ? ', …' : '');
+  return refusal(`a file of ${size} (one of ${names})`);
 }
 
 /**

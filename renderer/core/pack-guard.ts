@@ -2,10 +2,11 @@
 // whole pack and inflates every object whole to index it. Each object's size is in its
 // pack entry header (and a delta's result size in the delta's first bytes), so an object
 // over the limit is refused from its header: the pack is never stored, and memory stays
-// at the limit whatever the branch holds. Inflating here is streamed (16 KB at a time,
-// discarded) only to find where each entry ends, to hash it, and to keep commits and
-// trees, which are small: the history they give lets a fast-forward check skip a commit
-// whose blobs were refused.
+// at the limit whatever the branch holds. Objects within the limit are inflated here in
+// a stream (16 KB at a time, discarded) only to find where each entry ends, to hash it,
+// and to keep commits and trees, which are small: the history they give lets a
+// fast-forward check skip a commit whose blobs were refused. The refused object itself is
+// never inflated, not even to learn its id: that alone grew the peak with the file.
 import { createHash, type Hash } from 'node:crypto';
 import pako, { type Inflate } from 'pako';
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from 'isomorphic-git';
@@ -34,7 +35,7 @@ export class PackStop extends Error {
   constructor(
     readonly reason: 'too-large' | 'pack-too-large' | 'commits-read' | 'corrupt',
     message: string,
-    readonly object?: { type: ObjectType | 'delta'; size: number; oid?: string },
+    readonly object?: { type: ObjectType | 'delta'; size: number },
   ) {
     super(message);
   }
@@ -46,6 +47,8 @@ export interface PackSeen {
   wants: string[];
   commits: Map<string, SeenCommit>;
   trees: Map<string, Buffer>;
+  /** Blobs that arrived whole (so the refused one is not among them). */
+  blobs: Set<string>;
   stop?: PackStop;
 }
 
@@ -66,8 +69,6 @@ interface Entry {
   out: number;
   chunks?: Uint8Array[];
   deltaHead?: Buffer;
-  /** Over the limit: inflated on (discarded) only to learn its id for the message. */
-  refused?: boolean;
 }
 
 interface Known {
@@ -269,9 +270,10 @@ class PackScanner {
     if (type) {
       entry.type = type;
       if (this.limits.commitsOnly && type !== 'commit') throw this.stopCommitsRead();
-      if (header.size > this.limits.maxObjectBytes) entry.refused = true;
+      if (header.size > this.limits.maxObjectBytes)
+        throw new PackStop('too-large', `an object of ${header.size} bytes, over the ${this.limits.maxObjectBytes}-byte limit`, { type, size: header.size });
       entry.hash = createHash('sha1').update(`${type} ${header.size}\0`);
-      if (!entry.refused && (type === 'commit' || type === 'tree')) entry.chunks = [];
+      if (type === 'commit' || type === 'tree') entry.chunks = [];
     } else {
       const base = this.baseOf(entry);
       if (base?.type) entry.type = base.type;
@@ -319,13 +321,6 @@ class PackScanner {
   private finishEntry(entry: Entry): void {
     if (entry.out !== entry.size) throw new PackStop('corrupt', `pack entry at ${entry.offset} is not its declared size`);
     const hashed = entry.hash?.digest('hex');
-    if (entry.refused) {
-      throw new PackStop('too-large', `an object of ${entry.size} bytes, over the ${this.limits.maxObjectBytes}-byte limit`, {
-        type: entry.type!,
-        size: entry.size,
-        ...(hashed ? { oid: hashed } : {}),
-      });
-    }
     const known: Known = {};
     if (entry.type) known.type = entry.type;
     let content: Buffer | undefined = entry.chunks ? Buffer.concat(entry.chunks) : undefined;
@@ -342,6 +337,7 @@ class PackScanner {
       this.offsetOf.set(oid, entry.offset);
       if (content && entry.type === 'commit') this.seen.commits.set(oid, parseCommit(content));
       if (content && entry.type === 'tree') this.seen.trees.set(oid, content);
+      if (entry.type === 'blob') this.seen.blobs.add(oid);
     }
     this.entry = undefined;
     this.index += 1;
@@ -399,7 +395,7 @@ async function requestBodyText(body: GitHttpRequest['body']): Promise<string> {
  * stopped, is in `seen`.
  */
 export function guardedHttp(inner: HttpClient, limits: PackLimits): { http: HttpClient; seen: PackSeen } {
-  const seen: PackSeen = { wants: [], commits: new Map(), trees: new Map() };
+  const seen: PackSeen = { wants: [], commits: new Map(), trees: new Map(), blobs: new Set() };
   const http: HttpClient = {
     async request(req): Promise<GitHttpResponse> {
       if (req.method !== 'POST' || !/\/git-upload-pack$/.test(new URL(req.url).pathname)) return inner.request(req);
