@@ -27,7 +27,7 @@ import { loadHostSecrets, type HostSecrets } from './redact.js';
 // is the sum of what it imports (prom-client, yaml and the installer are not needed to poll).
 import type { AgentMetrics, MetricsServer } from './metrics.js';
 import { readDecisions, readState, writeDecisions } from './state.js';
-import { StatusOutbox } from './status-outbox.js';
+import { SendBudget, STATUS_BUDGET_FILE, StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
 import { isEntryPoint } from '../renderer/core/entry-point.js';
 
@@ -103,7 +103,11 @@ function composeFor(io: AgentIo, config: AgentConfig): ComposeRunner {
 async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal, ignoreWindow = false): Promise<ReconcileOutcome> {
   const secrets = await hostSecretsFor(io, config);
   const log = logger(io, config, secrets);
-  const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), { log, redact: (text) => secrets.redact(text) });
+  const outbox = new StatusOutbox(join(config.stateDir, 'outbox'), {
+    budget: new SendBudget({ file: join(config.stateDir, STATUS_BUDGET_FILE) }),
+    log,
+    redact: (text) => secrets.redact(text),
+  });
   const reporter = createStatusReporter(config, outbox, log, { ...io.statusClient, ...(io.fetch ? { fetch: io.fetch } : {}) });
   await reporter.flush();
   const outcome = await reconcileOnce({

@@ -7,6 +7,7 @@ import { GitHubError } from '../renderer/core/errors.js';
 import { createGitHubClient, type CommitStatusInput, type GitHubClientOptions } from '../renderer/core/github.js';
 import {
   SendBudget,
+  STATUS_BUDGET_FILE,
   StatusOutbox,
   githubStatusAccepted,
   githubStatusSend,
@@ -47,8 +48,7 @@ describe('StatusOutbox on disk', () => {
     const result = await outbox.flush(send);
     expect(seen).toEqual(['flotilla/linda pending d4d4', 'flotilla/linda pending e5e5']);
     expect(result).toMatchObject({ sent: 2, pending: 0 });
-    // Nothing left queued; the send budget stays for the next process.
-    expect(await readdir(join(dir, 'outbox'))).toEqual(['budget.json']);
+    expect(await readdir(join(dir, 'outbox'))).toEqual([]);
   });
 
   it('survives a restart: a new process finds the queue as it was', async () => {
@@ -154,9 +154,9 @@ describe('SendBudget', () => {
     expect(budget.waitMs()).toBe(0);
   });
 
-  it('keeps the budget across processes (cron starts one per poll), in the outbox folder', async () => {
+  it('keeps the budget across processes (cron starts one per poll), in the state dir', async () => {
     let t = 1_000_000;
-    const file = join(dir, 'budget.json');
+    const file = join(dir, STATUS_BUDGET_FILE);
     const first = new StatusOutbox(dir, { now: () => t, budget: new SendBudget({ perMinute: 2, now: () => t, file }) });
     for (const ctx of ['a', 'b', 'c']) await first.enqueue(status(TENANT_SHA, 'success', 'up', `flotilla/${ctx}`));
     const { send, seen } = recordingSend();
@@ -169,7 +169,8 @@ describe('SendBudget', () => {
 
   it('waits as long as a send said the token has no writes left', async () => {
     let t = 1_000_000;
-    const outbox = new StatusOutbox(dir, { now: () => t });
+    const budget = () => new SendBudget({ now: () => t, file: join(dir, STATUS_BUDGET_FILE) });
+    const outbox = new StatusOutbox(join(dir, 'outbox'), { now: () => t, budget: budget() });
     for (const ctx of ['a', 'b']) await outbox.enqueue(status(TENANT_SHA, 'success', 'up', `flotilla/${ctx}`));
     const seen: string[] = [];
     const lastWrite: StatusSend = async (s) => {
@@ -178,7 +179,7 @@ describe('SendBudget', () => {
     };
     expect(await outbox.flush(lastWrite)).toMatchObject({ sent: 1, pending: 1, stopped: { reason: 'budget', retryInMs: 600_000 } });
     // A new process reads the same wait from the outbox folder.
-    expect(await new StatusOutbox(dir, { now: () => t }).flush(lastWrite)).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
+    expect(await new StatusOutbox(join(dir, 'outbox'), { now: () => t, budget: budget() }).flush(lastWrite)).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
     t += 600_000;
     expect(await outbox.flush(lastWrite)).toMatchObject({ sent: 1, pending: 0 });
     expect(seen).toEqual(['flotilla/a', 'flotilla/b']);

@@ -131,6 +131,9 @@ export class SendBudget {
   }
 }
 
+/** Where the agent keeps its send budget, in its state dir (beside the outbox, not among its entries). */
+export const STATUS_BUDGET_FILE = 'status-budget.json';
+
 const ENTRY = /^(\d{12})\.json$/;
 const MARKER = /^(\d{12})\.sending$/;
 
@@ -160,7 +163,7 @@ export class StatusOutbox {
     options: StatusOutboxOptions = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.budget = options.budget ?? new SendBudget({ now: this.now, file: join(dir, 'budget.json') });
+    this.budget = options.budget ?? new SendBudget({ now: this.now });
     this.log = options.log ?? (() => undefined);
     this.isPermanent = options.isPermanent ?? defaultIsPermanent;
     this.redact = options.redact ?? ((text) => text);
