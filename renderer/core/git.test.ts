@@ -426,6 +426,21 @@ describe('a commit holding a file over the size limit', () => {
     expect(await isAncestor(gitdir, a, d)).toBe(true);
   });
 
+  it('repairs a repository an earlier version left naming the refused commit, and fetches past it', async () => {
+    const gitdir = join(work, 'wedged.git');
+    await git(['push', '--quiet', url, `${a}:refs/heads/tenants/old`], src);
+    expect(await fetchBranch(gitdir, url, 'tenants/old')).toBe(a);
+    // What a fetch that died in the refused pack left before this fix: both name the commit it never stored.
+    await writeFile(join(gitdir, 'shallow'), `${a}\n${big}\n`);
+    await mkdir(join(gitdir, 'refs/remotes/origin/tenants'), { recursive: true });
+    await writeFile(join(gitdir, 'refs/remotes/origin/tenants/linda'), `${big}\n`);
+
+    expect(await fetchBranch(gitdir, url, 'tenants/linda')).toBe(d);
+    expect((await readCommitFiles(gitdir, d)).files.map((f) => f.path)).toEqual(['docker-compose.yml']);
+    await fetchHistory(gitdir, url, 'tenants/linda', { depth: 20 });
+    expect(await isAncestor(gitdir, a, d)).toBe(true);
+  });
+
   it('fetchHistory reads the commits past a refused blob without downloading the blob or storing anything', async () => {
     const gitdir = join(work, 'late.git');
     await fetchBranch(gitdir, url, 'tenants/linda', { depth: 1 });

@@ -229,6 +229,7 @@ async function rememberCommits(gitdir: string, seen: PackSeen): Promise<void> {
  */
 async function fetchRecord(gitdir: string, branch: string): Promise<() => Promise<void>> {
   const files = [join(gitdir, 'shallow'), join(gitdir, 'refs', 'remotes', 'origin', ...branch.replace(/^refs\/heads\//, '').split('/'))];
+  await dropMissing(gitdir, files[0]!, files[1]!);
   const before = await Promise.all(files.map((f) => readFile(f).catch(() => undefined)));
   return async () => {
     for (const [i, file] of files.entries()) {
@@ -240,6 +241,22 @@ async function fetchRecord(gitdir: string, branch: string): Promise<() => Promis
       }
     }
   };
+}
+
+/**
+ * Earlier versions left a refused commit in the shallow list and the remote ref (the
+ * pack never stored): a host wedged that way is repaired before its next fetch.
+ */
+async function dropMissing(gitdir: string, shallowFile: string, refFile: string): Promise<void> {
+  const listed = (await readFile(shallowFile, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const kept: string[] = [];
+  for (const oid of listed) if (await hasObject(gitdir, oid)) kept.push(oid);
+  if (kept.length < listed.length) {
+    if (kept.length === 0) await rm(shallowFile, { force: true });
+    else await writeFile(shallowFile, `${kept.join('\n')}\n`);
+  }
+  const ref = (await readFile(refFile, 'utf8').catch(() => '')).trim();
+  if (/^[0-9a-f]{40}$/.test(ref) && !(await hasObject(gitdir, ref))) await rm(refFile, { force: true });
 }
 
 /** Every blob of the tree `root` with its path (trees from the refused pack, else the local repository). */
