@@ -478,3 +478,53 @@ describe('a commit holding a file over the size limit', () => {
     expect((err as Error).message).toBe(`refused: ${d.slice(0, 12)} holds a pack of more than 100 bytes; not fetched`);
   });
 });
+
+describe('readCommitFiles of a commit the repository already holds with a file over the size limit', () => {
+  let work: string;
+  let src: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'flotilla-git-held-'));
+    src = join(work, 'src');
+    await git(['init', '--quiet', '--initial-branch', 'tenants/linda', src]);
+  });
+  afterAll(() => rm(work, { recursive: true, force: true }));
+
+  const commitAll = async (message: string) => {
+    await git(['add', '-A'], src);
+    await commit(src, message);
+    return git(['rev-parse', 'HEAD'], src);
+  };
+
+  it('refuses it by the size its loose object or pack entry declares (a delta by the size it makes), and reads the rest', async () => {
+    await writeFile(join(src, 'docker-compose.yml'), 'services: {}\n');
+    const small = await commitAll('small');
+    await writeFile(join(src, 'big.bin'), '');
+    await truncate(join(src, 'big.bin'), 200 * 1024 * 1024);
+    const zeros = await commitAll('200 MB of zeros');
+    await rm(join(src, 'big.bin'));
+    // Random bytes a few bytes apart: packed, one of them is a delta of the other.
+    const random = createHash('sha256');
+    const bytes = Buffer.concat(Array.from({ length: 5 * 1024 * 1024 / 32 }, (_, i) => random.update(String(i)).copy().digest()));
+    await writeFile(join(src, 'random.bin'), bytes);
+    const first = await commitAll('5 MB');
+    bytes[100] = bytes[100]! ^ 0xff;
+    await writeFile(join(src, 'random.bin'), bytes);
+    const second = await commitAll('5 MB, one byte changed');
+    const gitdir = join(src, '.git');
+    const refusal = (c: string, path: string, size: number) =>
+      `refused: ${c.slice(0, 12)} holds ${path} (${size} bytes, over the 4194304-byte limit)`;
+
+    for (const stored of ['loose', 'packed']) {
+      if (stored === 'packed') {
+        await git(['repack', '-adq', '--depth=10', '--window=10'], src);
+        expect((await readdir(join(gitdir, 'objects/pack'))).some((n) => n.endsWith('.pack'))).toBe(true);
+      }
+      await expect(readCommitFiles(gitdir, zeros), stored).rejects.toThrow(refusal(zeros, 'big.bin', 200 * 1024 * 1024));
+      await expect(readCommitFiles(gitdir, first), stored).rejects.toThrow(refusal(first, 'random.bin', bytes.length));
+      await expect(readCommitFiles(gitdir, second), stored).rejects.toThrow(refusal(second, 'random.bin', bytes.length));
+      const read = await readCommitFiles(gitdir, small);
+      expect(read.files.map((f) => [f.path, f.content.toString()])).toEqual([['docker-compose.yml', 'services: {}\n']]);
+    }
+    await expect(readCommitFiles(gitdir, zeros)).rejects.toBeInstanceOf(FetchTooLargeError);
+  });
+});

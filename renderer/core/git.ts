@@ -8,6 +8,7 @@ import git, { Errors, type FsClient, type HttpClient } from 'isomorphic-git';
 import nodeHttp from 'isomorphic-git/http/node';
 import { ApplyRefusedError, GitError } from './errors.js';
 import { MAX_MANAGED_FILE_BYTES } from './manifest.js';
+import { declaredObjectSize } from './object-size.js';
 import { guardedHttp, parseTree, PackStop, type PackSeen } from './pack-guard.js';
 
 export interface GitDeps {
@@ -452,6 +453,11 @@ export async function readCommitFiles(
         continue;
       }
       const mode = fileMode(entry.mode, path, gitdir);
+      // By its declared size first: reading it whole is what would exhaust memory.
+      const size = await declaredObjectSize(gitdir, entry.oid).catch(() => undefined);
+      if (size !== undefined && size > MAX_FETCH_OBJECT_BYTES) {
+        throw new FetchTooLargeError(oid, `${oid.slice(0, 12)} holds ${path} (${size} bytes, over the ${MAX_FETCH_OBJECT_BYTES}-byte limit)`, path);
+      }
       try {
         const { blob } = await git.readBlob({ fs: deps.fs, gitdir, oid: entry.oid, cache });
         files.push({ path, content: Buffer.from(blob), mode });

@@ -81,7 +81,7 @@ function sha1(type: ObjectType, content: Buffer): string {
 }
 
 /** Parses git's size varint (7 bits a byte, little end first); null when `buf` ends inside it. */
-function deltaSizes(buf: Buffer): { base: number; result: number } | null {
+export function deltaSizes(buf: Buffer): { base: number; result: number } | null {
   let i = 0;
   const read = (): number | null => {
     let value = 0;
