@@ -16,6 +16,7 @@ import { COMPOSE_ENV_ALLOWLIST } from './compose.js';
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig } from './config.js';
 import { hookArgv, hookOutputDir, hookRunsDir, runHooks, type HookRunOptions } from './hooks.js';
+import { AGENT_RUN_VARIABLE } from './exec.js';
 import { reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { readState } from './state.js';
 
@@ -62,9 +63,10 @@ describe('runHooks', () => {
     const seen = await readFile(join(hookOutputDir(stateDir, 'env'), 'env.txt'), 'utf8');
     const names = seen.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf('='))).filter((n) => n !== 'PWD' && n !== 'SHLVL' && n !== '_');
     expect(names.sort()).toEqual(
-      ['COMPOSE_PROJECT_NAME', 'DOCKER_HOST', 'FLOTILLA_HOOK_NAME', 'FLOTILLA_HOOK_OUTPUT_DIR', 'FLOTILLA_HOOK_PHASE', 'HOME', 'PATH'].sort(),
+      ['COMPOSE_PROJECT_NAME', 'DOCKER_HOST', AGENT_RUN_VARIABLE, 'FLOTILLA_HOOK_NAME', 'FLOTILLA_HOOK_OUTPUT_DIR', 'FLOTILLA_HOOK_PHASE', 'HOME', 'PATH'].sort(),
     );
-    for (const name of names) expect(name.startsWith('FLOTILLA_') ? name.startsWith('FLOTILLA_HOOK_') : (COMPOSE_ENV_ALLOWLIST as readonly string[]).includes(name) || name === 'COMPOSE_PROJECT_NAME').toBe(true);
+    // The run mark is no setting: it lets a restart find a hook a killed agent left running.
+    for (const name of names) expect(name.startsWith('FLOTILLA_') ? name.startsWith('FLOTILLA_HOOK_') || name === AGENT_RUN_VARIABLE : (COMPOSE_ENV_ALLOWLIST as readonly string[]).includes(name) || name === 'COMPOSE_PROJECT_NAME').toBe(true);
     expect(seen).toContain('COMPOSE_PROJECT_NAME=acme\n');
     expect(seen).toContain('FLOTILLA_HOOK_PHASE=pre-swap\n');
     for (const secret of Object.values(TOKENS)) {
