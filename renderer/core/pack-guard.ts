@@ -68,6 +68,7 @@ interface Entry {
   hash?: Hash;
   out: number;
   chunks?: Uint8Array[];
+  /** A delta's first inflated bytes, until the size of the object it makes is read from them (then undefined). */
   deltaHead?: Buffer;
 }
 
@@ -300,7 +301,7 @@ class PackScanner {
     if (entry.out > entry.size)
       throw new PackStop('corrupt', `pack entry at ${entry.offset} inflates past its declared ${entry.size} bytes`);
     entry.hash?.update(data);
-    if (entry.deltaHead && entry.deltaHead.length < 32) {
+    if (entry.deltaHead) {
       entry.deltaHead = Buffer.concat([entry.deltaHead, Buffer.from(data.subarray(0, 32))]);
       const sizes = deltaSizes(entry.deltaHead);
       if (sizes && sizes.result > this.limits.maxObjectBytes) {
@@ -309,7 +310,9 @@ class PackScanner {
           size: sizes.result,
         });
       }
-      if (sizes) entry.deltaHead = Buffer.alloc(32);
+      // Two varints take at most 20 bytes: a delta whose first 32 say nothing is corrupt.
+      if (sizes) delete entry.deltaHead;
+      else if (entry.deltaHead.length >= 32) throw new PackStop('corrupt', `pack entry at ${entry.offset}: unreadable delta header`);
     }
     if (entry.chunks) {
       this.retained += data.length;
