@@ -57,6 +57,8 @@ const OTHER_FLOTILLA_NAMES = new Set([
   'FLOTILLA_SKIP_DOCKER',
   'FLOTILLA_SKIP_BROWSER',
   'FLOTILLA_PROPERTY_RUNS',
+  // exec.ts marks every child with it, so a hook may run flotilla-agent with it set.
+  'FLOTILLA_AGENT_RUN',
   'FLOTILLA_EXEC_TEST_SECRET',
 ]);
 const OTHER_FLOTILLA_PREFIXES = ['FLOTILLA_HOOK_', 'FLOTILLA_DEMO_'];
