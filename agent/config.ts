@@ -32,6 +32,7 @@ export const AGENT_SETTINGS: readonly string[] = [
   'FLOTILLA_COMPOSE',
   'FLOTILLA_PROJECT',
   'FLOTILLA_HEALTH_TIMEOUT',
+  'FLOTILLA_HOST_FAULT_TIMEOUT',
   'FLOTILLA_DRIFT',
   'FLOTILLA_ALLOW_NON_FAST_FORWARD',
   'FLOTILLA_GIT_TIMEOUT',
@@ -86,6 +87,11 @@ export interface AgentConfig {
   compose?: string[];
   composeProject: string;
   healthTimeoutSeconds: number;
+  /**
+   * How long a fault of the host's (a registry or git host down, a full disk) is reported
+   * as `pending` and retried before it becomes a `failure` naming the host (agent/host-fault.ts).
+   */
+  hostFaultTimeoutSeconds: number;
   drift: DriftPolicy;
   allowNonFastForward: boolean;
   /** Seconds of silence after which a git request is abandoned (a hung host must not hang the agent). */
@@ -298,6 +304,7 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
     compose: compose ? compose.split(/\s+/) : undefined,
     composeProject,
     healthTimeoutSeconds: seconds('FLOTILLA_HEALTH_TIMEOUT', vars.FLOTILLA_HEALTH_TIMEOUT, 120),
+    hostFaultTimeoutSeconds: seconds('FLOTILLA_HOST_FAULT_TIMEOUT', vars.FLOTILLA_HOST_FAULT_TIMEOUT, 1800),
     drift,
     allowNonFastForward: nonFF === 'true',
     gitTimeoutSeconds: seconds('FLOTILLA_GIT_TIMEOUT', vars.FLOTILLA_GIT_TIMEOUT, 60),

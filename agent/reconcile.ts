@@ -13,6 +13,7 @@ import {
   GitError,
   HookFailedError,
   ManifestError,
+  UnsafePathError,
 } from '../renderer/core/errors.js';
 import {
   fetchBranch,
@@ -50,6 +51,7 @@ import { discardReplacedSet, keepReplacedFiles, type ReplacedSet } from './repla
 import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
 import { composeEnv, detectComposeCommand, waitHealthy } from './compose.js';
 import { flavourForPatch } from './compose-flavour.js';
+import { hostFaultOf } from './host-fault.js';
 import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
@@ -186,6 +188,13 @@ function describeFailure(step: string, err: unknown): string {
   if (err instanceof HookFailedError) return err.message;
   if (err instanceof ComposeStepError) return `${step} failed: ${lastLine(err.outputTail) || 'compose exited non-zero'}`;
   return `${step} failed: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+/** `1800` -> `30m`, `90` -> `90s`, `7200` -> `2h`. */
+function formatSeconds(seconds: number): string {
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
 }
 
 function redactIfAble(deps: ReconcileDeps, text: string): string {
@@ -374,7 +383,15 @@ async function apply(
     if (deps.signal?.aborted) throw new AbandonedError(next);
     log(`${next}: ${head.slice(0, 12)}`);
   };
-  const record = async (outcome: 'applied' | 'refused' | 'failed' | 'held', description: string, missing?: string[], undecided?: string[]) => {
+  const record = async (
+    outcome: 'applied' | 'refused' | 'failed' | 'held',
+    description: string,
+    missing?: string[],
+    undecided?: string[],
+    hostFault?: AgentState['hostFault'],
+  ) => {
+    // A fault of the host's is timed from its first poll on this commit; anything else ends it.
+    state.hostFault = hostFault;
     state.lastAttempt = {
       commit: head,
       outcome,
@@ -561,6 +578,33 @@ async function apply(
       await record('refused', description, err.missing, err instanceof ForeignFilesRefusedError ? err.paths : undefined);
       await report('failure', description);
       return { kind: 'refused', commit: head, description, missing: err.missing };
+    }
+    // The commit's own content cannot be read safely (a hostile tree or manifest): refused, not retried.
+    if (!journal && (err instanceof ManifestError || err instanceof UnsafePathError || (err instanceof GitError && step === 'verify'))) {
+      const description = redactIfAble(deps, `refused: ${(err as Error).message}`);
+      log(description);
+      await record('refused', description);
+      await report('failure', description);
+      return { kind: 'refused', commit: head, description, missing: [] };
+    }
+    const hostFault = journal ? undefined : hostFaultOf(step, err);
+    if (hostFault) {
+      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
+      const since = state.hostFault?.commit === head ? state.hostFault.since : now().toISOString();
+      const detail = redactIfAble(deps, describeFailure(step, err));
+      const timeout = config.hostFaultTimeoutSeconds;
+      const overdue = now().getTime() - Date.parse(since) >= timeout * 1000;
+      // What the fault is and whose comes first: GitHub keeps 140 characters of a status.
+      const description = overdue
+        ? `${hostFault} for over ${formatSeconds(timeout)}, a problem on this host, not in the commit: ${detail}`
+        : `waiting: ${hostFault}, a problem on this host, not in the commit; retrying: ${detail}`;
+      await record('failed', description, undefined, undefined, { commit: head, since });
+      if (description === opts.quietUnless) log(`${description} (unchanged since the last poll)`);
+      else {
+        log(description);
+        await report(overdue ? 'failure' : 'pending', description);
+      }
+      return overdue ? { kind: 'failed', commit: head, step, description } : { kind: 'error', description };
     }
     let description = describeFailure(step, err);
     if (journal) {

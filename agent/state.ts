@@ -74,6 +74,8 @@ export interface AgentState {
    */
   services?: string[];
   driftReport?: DriftReport;
+  /** Since when the commit has been held up by a fault of the host's (agent/host-fault.ts). */
+  hostFault?: { commit: string; since: string };
 }
 
 export function stateFile(stateDir: string): string {

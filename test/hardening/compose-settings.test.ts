@@ -118,7 +118,7 @@ describe('the agent', () => {
     const refusedCompose = new RecordingCompose({ services: HEALTHY });
     const refused = await once(refusedCompose);
     expect(refused.err).toContain('envPatch key COMPOSE_PROJECT_NAME is compose\'s own setting and the fleet does not declare it (fleet.yaml defaults.composeSettings)');
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(3); // a refusal of the commit, as every refusal
     expect(refusedCompose.calls).toEqual([]);
     await expect(access(join(installDir, '.env'))).rejects.toThrow(/ENOENT/);
     await expect(access(join(installDir, 'docker-compose.yml'))).rejects.toThrow(/ENOENT/);
