@@ -127,7 +127,7 @@ describe('StatusOutbox on disk', () => {
     const outbox = new StatusOutbox(dir);
     await outbox.enqueue(status(TENANT_SHA, 'failure', 'refused: missing POSTGRES_PASSWORD'));
     await outbox.flush(logStatusSend((l) => lines.push(l)));
-    expect(lines).toEqual([expect.stringContaining('flotilla/linda=failure on acme/fleet@d4d4d4d4d4d4 ("refused: missing POSTGRES_PASSWORD") (no GitHub token: not sent)')]);
+    expect(lines).toEqual([expect.stringContaining('flotilla/linda=failure on acme/fleet@d4d4d4d4d4d4 ("refused: missing POSTGRES_PASSWORD") (not sent: the agent has no GitHub token)')]);
   });
 });
 

@@ -375,6 +375,6 @@ export function githubStatusAccepted(client: GitHubClient): StatusAcceptedCheck 
 /** Without a status token: the status is written to the log only (the caller records it in state). */
 export function logStatusSend(log: (line: string) => void): StatusSend {
   return async (status) => {
-    log(`status ${describe(status)}${status.targetUrl ? ` ${status.targetUrl}` : ''} (no GitHub token: not sent)`);
+    log(`status ${describe(status)}${status.targetUrl ? ` ${status.targetUrl}` : ''} (not sent: the agent has no GitHub token)`);
   };
 }

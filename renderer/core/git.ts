@@ -10,6 +10,7 @@ import { ApplyRefusedError, GitError } from './errors.js';
 import { MAX_MANAGED_FILE_BYTES } from './manifest.js';
 import { declaredObjectSize } from './object-size.js';
 import { guardedHttp, parseTree, PackStop, type PackSeen } from './pack-guard.js';
+import { headAsFetchedBranch } from './dangling-head.js';
 
 export interface GitDeps {
   fs: FsClient;
@@ -321,7 +322,7 @@ export async function fetchBranch(
   await ensureBareRepo(gitdir, deps);
   const restore = await fetchRecord(gitdir, branch);
   const maxObjectBytes = options.maxObjectBytes ?? MAX_FETCH_OBJECT_BYTES;
-  const guard = guardedHttp(deps.http, { maxObjectBytes, maxPackBytes: options.maxPackBytes ?? MAX_FETCH_PACK_BYTES });
+  const guard = guardedHttp(headAsFetchedBranch(deps.http, branch), { maxObjectBytes, maxPackBytes: options.maxPackBytes ?? MAX_FETCH_PACK_BYTES });
   try {
     const result = await git.fetch({
       fs: deps.fs,
