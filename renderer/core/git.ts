@@ -360,7 +360,7 @@ export async function fetchHistory(
 ): Promise<void> {
   await ensureBareRepo(gitdir, deps);
   const restore = await fetchRecord(gitdir, branch);
-  const guard = guardedHttp(deps.http, { maxObjectBytes: MAX_FETCH_OBJECT_BYTES, maxPackBytes: MAX_FETCH_PACK_BYTES, commitsOnly: true });
+  const guard = guardedHttp(headAsFetchedBranch(deps.http, branch), { maxObjectBytes: MAX_FETCH_OBJECT_BYTES, maxPackBytes: MAX_FETCH_PACK_BYTES, commitsOnly: true });
   try {
     await git.fetch({
       fs: deps.fs,
