@@ -27,6 +27,8 @@ describe('hostFaultOf', () => {
 
   it('reads a failed fetch, a setting and a full disk as the host’s, and a bad compose file as the commit’s', () => {
     expect(hostFaultOf('fetch', new GitError('fetch', 'http://127.0.0.1:9/fleet.git', 'connect ECONNREFUSED'))).toBe('git host unreachable');
+    expect(hostFaultOf('verify', new GitError('fetch history of tenants/acme', 'http://127.0.0.1:9/fleet.git', 'connect ECONNREFUSED'))).toBe('git host unreachable');
+    expect(hostFaultOf('verify', new GitError('read tree /', '/state/repo.git', 'The filepath ".." contains unsafe character sequences'))).toBeUndefined();
     expect(hostFaultOf('config', new SettingError('FLOTILLA_COMPOSE', 'docker-compose: not found'))).toBe('agent setting FLOTILLA_COMPOSE');
     expect(hostFaultOf('stage', Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }))).toBe('disk full');
     expect(hostFaultOf('config', new ComposeStepError('compose config', 'ERROR: The Compose file is invalid because: services.app.cpus contains an invalid type'))).toBeUndefined();

@@ -23,7 +23,8 @@ const NOT_THERE = /manifest unknown|not found|does not exist|repository name not
 export function hostFaultOf(step: string, err: unknown): string | undefined {
   if (err instanceof SettingError) return `agent setting ${err.setting}`;
   if ((err as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' || /\bENOSPC\b|no space left on device/i.test(String((err as Error)?.message ?? ''))) return 'disk full';
-  if (err instanceof GitError && step === 'fetch') return 'git host unreachable';
+  // The fetch of the commit, or of its history for the fast-forward check; reading what arrived is not matched.
+  if (err instanceof GitError && err.operation.startsWith('fetch')) return 'git host unreachable';
   if (err instanceof ComposeStepError && step === 'pull') {
     if (/no space left on device/i.test(err.outputTail)) return 'disk full';
     if (REGISTRY_UNREACHABLE.test(err.outputTail) && !NOT_THERE.test(err.outputTail)) return 'registry unreachable';

@@ -580,7 +580,7 @@ async function apply(
       return { kind: 'refused', commit: head, description, missing: err.missing };
     }
     // The commit's own content cannot be read safely (a hostile tree or manifest): refused, not retried.
-    if (!journal && (err instanceof ManifestError || err instanceof UnsafePathError || (err instanceof GitError && step === 'verify'))) {
+    if (!journal && (err instanceof ManifestError || err instanceof UnsafePathError || (err instanceof GitError && err.operation.startsWith('read ')))) {
       const description = redactIfAble(deps, `refused: ${(err as Error).message}`);
       log(description);
       await record('refused', description);
