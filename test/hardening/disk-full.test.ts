@@ -106,8 +106,10 @@ describe.runIf(canMount)('a disk that fills during staging', () => {
     const huge = await publish(`${'x'.repeat(2 * 1024 * 1024)}\n`);
     const full = await pass(compose);
 
-    expect(full).toMatchObject({ kind: 'failed', commit: huge, step: 'stage' });
-    expect('description' in full && full.description).toMatch(/ENOSPC|no space left/i);
+    // A full disk is the host's fault, not the commit's: waited out as pending, retried (agent/host-fault.ts).
+    expect(full).toMatchObject({ kind: 'error' });
+    expect('description' in full && full.description).toMatch(/^waiting: disk full, a problem on this host, not in the commit; retrying: stage failed: .*(ENOSPC|no space left)/i);
+    expect((await readState(stateDir)).lastAttempt).toMatchObject({ commit: huge, outcome: 'failed' });
     expect(compose.ops.slice(calls)).toEqual([]);
     expect(await snapshot(installDir)).toEqual(files);
     expect((await readState(stateDir)).lastApplied?.commit).toBe(v1);
