@@ -31,7 +31,8 @@ export interface EnvCheckResult {
  * runs with; it wins over `.env`. `flavour` says which compose reads the `.env`: a
  * value only compose v1 (python-dotenv) can hold is read as v1 reads it, and v1
  * blanks an unset name inside `.env` without a word, so only the compose file's own
- * references count there. The compose file is evaluated by compose-go's rules either way.
+ * references count there; and v1 interpolates the compose file by its own rules (no name
+ * inside a default is read: compose-vars.ts interpolateV1).
  */
 export function checkEnvCoverage(
   composeText: string,
@@ -52,7 +53,7 @@ export function checkEnvCoverage(
     env = read.env;
     fromEnvFile = read.evaluation.missing;
   }
-  const fromCompose = evaluateComposeText(composeText, composeFile, env);
+  const fromCompose = evaluateComposeText(composeText, composeFile, env, flavour);
   const missing = [...new Set([...fromEnvFile, ...fromCompose.missing])].sort();
   return { references, required, missing };
 }

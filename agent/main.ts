@@ -276,7 +276,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     // The secrets `once` would generate count as set, as they will be; their values are never shown.
     const generatedSecrets = Object.fromEntries(secretsToGenerate(manifest, envText).map((name) => [name, GENERATED_ON_APPLY]));
     const flavour = await flavourForPatch(envText, { ...manifest.envPatch, ...generatedSecrets }, config.compose, io.env);
-    const plan = await planApply({
+    const input: Parameters<typeof planApply>[0] = {
       installDir: config.installDir,
       manifest,
       files,
@@ -286,7 +286,11 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       composeEnv: composeEnv(io.env),
       decisions: await readDecisions(config.stateDir),
       drift: config.drift,
-    });
+    };
+    let plan = await planApply(input);
+    // As `once` judges coverage: on a compose v1 host by v1's rules.
+    if (plan.coverage.missing.length > 0 && !input.composeFlavour && (await hostComposeFlavour(config.compose, io.env)) === 'v1')
+      plan = await planApply({ ...input, composeFlavour: 'v1' });
     return { secrets, head, signed, state, plan } as const;
   };
 

@@ -311,14 +311,18 @@ describe('reconcileOnce', () => {
     expect(applied.statuses).toEqual(['pending: applying v1', 'success: v1 up, 1/1 healthy']);
   });
 
-  it('refuses a release whose used default names an unset variable (frappe), though nothing in it is required', async () => {
-    // frappe_docker's image line: with CUSTOM_TAG unset compose would pull `frappe/erpnext:`.
+  it('refuses a release whose used default names an unset variable (frappe) on a compose v2 host, though nothing in it is required', async () => {
+    // frappe_docker's image line: with CUSTOM_TAG unset compose v2 would pull `frappe/erpnext:`.
     await publishWithCompose((text) =>
       text.replace('    init: true\n', '    init: true\n    labels: ["erpnext=${CUSTOM_IMAGE:-frappe/erpnext}:${CUSTOM_TAG:-$ERPNEXT_VERSION}"]\n'),
     );
+    // No compose v2 on the test machines: the stand-in answers `version --short` as compose v2 does.
+    const v2 = join(work, 'compose-v2');
+    await writeFile(v2, '#!/bin/sh\n[ "$1 $2" = "version --short" ] && echo 2.29.1\n', { mode: 0o755 });
+    const onV2 = { FLOTILLA_COMPOSE: v2 };
     const compose = new RecordingCompose({ services: HEALTHY });
 
-    const refused = await pass(compose);
+    const refused = await pass(compose, onV2);
 
     expect(refused.outcome).toMatchObject({ kind: 'refused', description: 'refused: missing ERPNEXT_VERSION', missing: ['ERPNEXT_VERSION'] });
     expect(OUTCOME_EXIT_CODES[refused.outcome.kind]).toBe(3);
@@ -326,9 +330,18 @@ describe('reconcileOnce', () => {
 
     // The last assignment wins: an emptied CUSTOM_TAG brings the default back.
     await writeFile(join(installDir, '.env'), 'CUSTOM_TAG=v15.1.0\nCUSTOM_TAG=\n');
-    expect((await pass(compose)).outcome).toMatchObject({ kind: 'refused', missing: ['ERPNEXT_VERSION'] });
+    expect((await pass(compose, onV2)).outcome).toMatchObject({ kind: 'refused', missing: ['ERPNEXT_VERSION'] });
 
     await writeFile(join(installDir, '.env'), 'CUSTOM_TAG=\nCUSTOM_TAG=v15.1.0\n');
-    expect((await pass(compose)).outcome.kind).toBe('applied');
+    expect((await pass(compose, onV2)).outcome.kind).toBe('applied');
+  });
+
+  it('applies the frappe line on a compose v1 host, which reads $ERPNEXT_VERSION in a default literally', async () => {
+    await publishWithCompose((text) =>
+      text.replace('    init: true\n', '    init: true\n    labels: ["erpnext=${CUSTOM_IMAGE:-frappe/erpnext}:${CUSTOM_TAG:-$ERPNEXT_VERSION}"]\n'),
+    );
+    const compose = new RecordingCompose({ services: HEALTHY });
+    const run = await pass(compose, { FLOTILLA_COMPOSE: '/usr/bin/docker-compose' });
+    expect(run.outcome.kind).toBe('applied');
   });
 });

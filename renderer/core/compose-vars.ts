@@ -244,6 +244,53 @@ export function interpolate(
   return evaluate(value);
 }
 
+/**
+ * docker-compose v1's interpolation (compose/config/interpolation.py, 1.29), which is
+ * not compose-go's: a default or a message is the literal text up to the first `}`
+ * (`${A:-$B}` gives `$B` itself, never B's value), and there is no `:+` / `+`.
+ */
+const V1_PATTERN = /\$(?:(\$)|([_a-z][_a-z0-9]*)|\{([_a-z][_a-z0-9]*)(?:(:?[-?])([^}]*))?\}|())/gi;
+
+/**
+ * Interpolates one value as docker-compose v1 does (checked against the real binary in
+ * compose-vars.v1.test.ts); the callbacks as for `interpolate`.
+ * @throws InvalidInterpolationError, or MissingRequiredVariableError for `:?` / `?`.
+ */
+export function interpolateV1(
+  value: string,
+  env: Record<string, string | undefined>,
+  onUnset?: (name: string) => void,
+  onRequiredMissing?: (name: string) => void,
+): string {
+  const required = (name: string, message: string): string => {
+    if (!onRequiredMissing) throw new MissingRequiredVariableError(name, message || name);
+    onRequiredMissing(name);
+    return '';
+  };
+  return value.replace(
+    V1_PATTERN,
+    (_m, escaped?: string, named?: string, braced?: string, sep?: string, argument = '', invalid?: string) => {
+      if (escaped !== undefined) return '$';
+      const name = named ?? braced;
+      if (name === undefined || invalid !== undefined) throw new InvalidInterpolationError(value);
+      const v = lookup(env, name);
+      switch (sep) {
+        case ':-':
+          return v || argument;
+        case '-':
+          return v ?? argument;
+        case ':?':
+          return v ? v : required(name, argument);
+        case '?':
+          return v !== undefined ? v : required(name, argument);
+        default:
+          if (v === undefined) onUnset?.(name);
+          return v ?? '';
+      }
+    },
+  );
+}
+
 function yamlPathJoin(parent: string, key: string | number): string {
   if (typeof key === 'number') return `${parent}[${key}]`;
   return parent ? `${parent}.${key}` : key;
@@ -366,6 +413,8 @@ export function evaluateComposeText(
   yamlText: string,
   file: string,
   env: Record<string, string | undefined>,
+  /** Which compose interpolates: compose-go (v2) or docker-compose v1, whose rules differ (interpolateV1). */
+  flavour: 'v1' | 'v2' = 'v2',
 ): VariableEvaluation {
   const text = composeTextMemo(yamlText, file);
   // What compose reports depends on each name being unset, empty or not, never on the
@@ -375,11 +424,12 @@ export function evaluateComposeText(
       const v = lookup(env, name);
       return v === undefined ? 'u' : v === '' ? 'e' : 'n';
     })
-    .join('');
+    .join('') + flavour;
   let evaluation = text.byPattern.get(pattern);
   if (!evaluation) {
     const collector = new EvaluationCollector();
-    for (const value of text.values) interpolate(value, env, collector.onUnset, collector.onRequiredMissing);
+    const interpolateWith = flavour === 'v1' ? interpolateV1 : interpolate;
+    for (const value of text.values) interpolateWith(value, env, collector.onUnset, collector.onRequiredMissing);
     evaluation = collector.done();
     if (text.byPattern.size >= PATTERN_MEMO_LIMIT) text.byPattern.clear();
     text.byPattern.set(pattern, evaluation);
