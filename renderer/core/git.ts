@@ -324,17 +324,7 @@ export async function fetchBranch(
   const maxObjectBytes = options.maxObjectBytes ?? MAX_FETCH_OBJECT_BYTES;
   const guard = guardedHttp(headAsFetchedBranch(deps.http, branch), { maxObjectBytes, maxPackBytes: options.maxPackBytes ?? MAX_FETCH_PACK_BYTES });
   try {
-    const result = await git.fetch({
-      fs: deps.fs,
-      http: guard.http,
-      gitdir,
-      url,
-      ref: branch,
-      singleBranch: true,
-      tags: false,
-      depth: options.depth ?? 1,
-      headers: authHeaders(options.auth),
-    });
+    const result = await fetchOneBranch(gitdir, url, branch, guard.http, options.depth ?? 1, options.auth, deps);
     if (!result.fetchHead) throw new Error(`branch ${branch} not found`);
     return result.fetchHead;
   } catch (err) {
@@ -344,6 +334,11 @@ export async function fetchBranch(
     if (stop && stop.reason !== 'corrupt') throw await describeRefusal(gitdir, guard.seen, stop, maxObjectBytes, deps);
     throw gitError(`fetch ${branch}`, url, err, options.auth);
   }
+}
+
+/** One branch, no tags, to `depth`, through `http` (a guarded client). */
+function fetchOneBranch(gitdir: string, url: string, branch: string, http: GitDeps['http'], depth: number, auth: GitAuth | undefined, deps: GitDeps) {
+  return git.fetch({ fs: deps.fs, http, gitdir, url, ref: branch, singleBranch: true, tags: false, depth, headers: authHeaders(auth) });
 }
 
 /**
@@ -362,17 +357,7 @@ export async function fetchHistory(
   const restore = await fetchRecord(gitdir, branch);
   const guard = guardedHttp(headAsFetchedBranch(deps.http, branch), { maxObjectBytes: MAX_FETCH_OBJECT_BYTES, maxPackBytes: MAX_FETCH_PACK_BYTES, commitsOnly: true });
   try {
-    await git.fetch({
-      fs: deps.fs,
-      http: guard.http,
-      gitdir,
-      url,
-      ref: branch,
-      singleBranch: true,
-      tags: false,
-      depth: options.depth ?? 2,
-      headers: authHeaders(options.auth),
-    });
+    await fetchOneBranch(gitdir, url, branch, guard.http, options.depth ?? 2, options.auth, deps);
   } catch (err) {
     await restore();
     if (guard.seen.stop?.reason !== 'commits-read') throw gitError(`fetch history of ${branch}`, url, err, options.auth);
