@@ -83,6 +83,7 @@ export async function envCheck(
   composePath: string,
   envPath: string,
   processEnv: Record<string, string | undefined> = process.env,
+  flavour: ComposeFlavour = 'v2',
 ): Promise<EnvCheckResult> {
   let composeText: string;
   try {
@@ -96,7 +97,7 @@ export async function envCheck(
   } catch (e) {
     throw new EnvFileError(envPath, `cannot read: ${(e as Error).message}`);
   }
-  return checkEnvCoverage(composeText, composePath, envText, envPath, composeEnv(processEnv));
+  return checkEnvCoverage(composeText, composePath, envText, envPath, composeEnv(processEnv), flavour);
 }
 
 const sortedUnique = (names: string[]): string[] => [...new Set(names)].sort();

@@ -393,9 +393,15 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     .requiredOption('--compose <path>', 'compose file')
     .requiredOption('--env <path>', '.env file')
     .option('--json', 'print {"references","required","missing"}')
-    .action(async (opts: { compose: string; env: string; json?: boolean }) => {
+    .option('--flavour <flavour>', 'v1 (docker-compose 1.x) or v2: whose rules judge; default: the installed compose, asked only when v2 finds something missing')
+    .action(async (opts: { compose: string; env: string; json?: boolean; flavour?: string }) => {
+      if (opts.flavour !== undefined && opts.flavour !== 'v1' && opts.flavour !== 'v2') throw new SettingError('--flavour', 'must be v1 or v2');
       const { envCheck, formatEnvCheck } = await import('./env-check.js');
-      const result = await envCheck(opts.compose, opts.env, io.env);
+      let result = await envCheck(opts.compose, opts.env, io.env, opts.flavour ?? 'v2');
+      if (opts.flavour === undefined && result.missing.length > 0) {
+        const command = io.env.FLOTILLA_COMPOSE?.trim();
+        if ((await hostComposeFlavour(command ? command.split(/\s+/) : undefined, io.env)) === 'v1') result = await envCheck(opts.compose, opts.env, io.env, 'v1');
+      }
       io.stdout(`${formatEnvCheck(result, opts.json === true)}\n`);
       if (result.missing.length > 0) setExit(1);
     });

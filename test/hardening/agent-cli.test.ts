@@ -160,6 +160,19 @@ describe('bad files given to env-check and env-patch', () => {
     expect(run.err).toMatch(new RegExp(`^flotilla-agent: ${compose}: not valid YAML \\(line 3, column 1\\)`));
   });
 
+  it('env-check judges the frappe line by the installed compose: v1 reads the default literally, v2 needs ERPNEXT_VERSION', async () => {
+    const compose = join(work, 'frappe-compose.yml');
+    await writeFile(compose, 'services:\n  app:\n    image: ${CUSTOM_IMAGE:-frappe/erpnext}:${CUSTOM_TAG:-$ERPNEXT_VERSION}\n');
+    await writeFile(join(work, 'frappe.env'), '');
+    const args = ['env-check', '--compose', compose, '--env', join(work, 'frappe.env'), '--json'];
+    const onV1 = await cli(args, { PATH: process.env.PATH ?? '/usr/bin:/bin', FLOTILLA_COMPOSE: '/usr/bin/docker-compose' });
+    expect(onV1.out).toContain('"missing": []');
+    expect(onV1.code).toBe(0);
+    const asV2 = await cli([...args, '--flavour', 'v2'], {});
+    expect(asV2.out).toContain('"missing": ["ERPNEXT_VERSION"]');
+    expect(asV2.code).toBe(1);
+  });
+
   it('env-patch: a .env with a BOM, CRLF, a 1 MB line and quoted values holding # and = keeps every other byte', async () => {
     const file = join(work, 'hostile.env');
     const big = 'x'.repeat(1024 * 1024);
