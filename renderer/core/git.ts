@@ -380,7 +380,7 @@ export async function fetchAllBranches(
   try {
     await git.fetch({
       fs: deps.fs,
-      http: deps.http,
+      http: headAsFetchedBranch(deps.http),
       gitdir,
       url,
       singleBranch: false,
