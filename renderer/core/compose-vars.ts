@@ -15,7 +15,7 @@
 //   recent compose-go does; so a name that appears only inside one is referenced but
 //   not required.
 import yaml from 'js-yaml';
-import { parseEnvText } from './env-file.js';
+import { envTemplates } from './env-file.js';
 import { ComposeFileError, EnvFileError } from './errors.js';
 
 /**
@@ -482,8 +482,7 @@ export interface ComposeEnvironment {
  * key wins) with the process environment over them, as compose-go's dotenv loader
  * builds them. A value compose expands (bare, or double-quoted with a `$`) is
  * interpolated against the process environment first, then the keys assigned above
- * it; its value then only matters for being set and empty or not, which is all
- * interpolation of the compose file asks of it.
+ * it, from the same reading of the text as readEnvValues (env-file.ts envTemplates).
  * @throws EnvFileError for text compose would reject, naming the line and key.
  */
 export function composeEnvironment(
@@ -496,11 +495,11 @@ export function composeEnvironment(
   // What a `.env` value is expanded against: the process environment, then the keys above
   // it. No prototype, so a key such as `__proto__` is a key like any other.
   const lookupEnv: Record<string, string | undefined> = Object.assign(Object.create(null), processEnv);
-  for (const entry of parseEnvText(envText, envFile).entries) {
+  const { entries, templates } = envTemplates(envText, envFile);
+  entries.forEach((entry, i) => {
     let value = entry.value;
-    if (entry.interpolated) {
-      const template =
-        entry.quote === '"' ? expandableForm(envText.slice(entry.valueStart + 1, entry.valueEnd - 1)) : entry.value;
+    const template = templates[i];
+    if (template !== undefined) {
       try {
         value = interpolate(template, lookupEnv, collector.onUnset, collector.onRequiredMissing);
       } catch (e) {
@@ -513,22 +512,12 @@ export function composeEnvironment(
     }
     fromFile.set(entry.key, value);
     if (!has(processEnv, entry.key)) lookupEnv[entry.key] = value;
-  }
+  });
   const fromProcess = Object.entries(processEnv).filter((e): e is [string, string] => e[1] !== undefined);
   return { env: Object.fromEntries([...fromFile, ...fromProcess]), evaluation: collector.done() };
 }
 
 const has = (env: object, name: string): boolean => Object.prototype.hasOwnProperty.call(env, name);
-
-/**
- * A double-quoted value as written, made ready to interpolate: `\$` becomes `$$`
- * (compose-go's literal dollar) and every other escape its escaped character, which
- * keeps what interpolation looks at (the `$` references, and whether the result is
- * empty) though not every byte of the value.
- */
-function expandableForm(quoted: string): string {
-  return quoted.replace(/\\([\s\S])/g, (_m, c: string) => (c === '$' ? '$$' : c));
-}
 
 /** The required names `defined` lacks, sorted. */
 export function missingVariables(required: string[], defined: Iterable<string>): string[] {

@@ -518,6 +518,15 @@ interface ScanResult {
   comments: string[];
 }
 
+/**
+ * Each assignment of `.env` text with what compose-go expands in its value (`\$` as `$$`;
+ * undefined for a value taken as written): readEnvValues and the coverage check
+ * (compose-vars.ts composeEnvironment) read a `.env` through this one reading.
+ */
+export function envTemplates(text: string, file: string): Pick<ScanResult, 'entries' | 'templates'> {
+  return scanEnvText(text, file);
+}
+
 function scanEnvText(text: string, file: string): ScanResult {
   const lineAt = lineIndex(text);
   const entries: EnvEntry[] = [];
