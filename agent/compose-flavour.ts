@@ -6,6 +6,7 @@
 import { composeFlavourMatters, type ComposeFlavour } from '../renderer/core/env-file.js';
 import { SettingError } from '../renderer/core/errors.js';
 import { composeEnv, detectComposeCommand } from './compose.js';
+import { planApply, type ApplyPlan } from './apply.js';
 import { runCommand } from './exec.js';
 
 const VERSION_TIMEOUT_MS = 30_000;
@@ -42,4 +43,19 @@ export async function flavourForPatch(
 /** The flavour of `command`, or of the compose the runner would detect when it is undefined. */
 export async function hostComposeFlavour(command: string[] | undefined, env: Record<string, string | undefined>): Promise<ComposeFlavour> {
   return composeFlavour(command ?? (await detectComposeCommand({ env })), composeEnv(env));
+}
+
+/**
+ * planApply with the coverage judged by the host's compose. Compose v1 reads a default
+ * literally (`${A:-$B}` needs no B), so before a plan refuses for missing names, the
+ * installed compose is asked which it is; only then, so most applies start no process.
+ */
+export async function planApplyOnHost(
+  input: Parameters<typeof planApply>[0],
+  command: string[] | undefined,
+  env: Record<string, string | undefined>,
+): Promise<ApplyPlan> {
+  const plan = await planApply(input);
+  if (plan.coverage.missing.length === 0 || input.composeFlavour) return plan;
+  return (await hostComposeFlavour(command, env)) === 'v1' ? planApply({ ...input, composeFlavour: 'v1' }) : plan;
 }

@@ -12,7 +12,7 @@ import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
 import { planApply, secretsToGenerate, sizeChange, undecidedFiles } from './apply.js';
 import { listReplaced, renderReplaced } from './replaced.js';
 import { composeEnv, createComposeRunner } from './compose.js';
-import { flavourForPatch, hostComposeFlavour } from './compose-flavour.js';
+import { flavourForPatch, hostComposeFlavour, planApplyOnHost } from './compose-flavour.js';
 import { localFiles } from './local-files.js';
 import { defaultAgentCommand } from './daemon-node-flags.js';
 import type { ComposeRunner } from './compose-runner.js';
@@ -287,10 +287,8 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
       decisions: await readDecisions(config.stateDir),
       drift: config.drift,
     };
-    let plan = await planApply(input);
-    // As `once` judges coverage: on a compose v1 host by v1's rules.
-    if (plan.coverage.missing.length > 0 && !input.composeFlavour && (await hostComposeFlavour(config.compose, io.env)) === 'v1')
-      plan = await planApply({ ...input, composeFlavour: 'v1' });
+    // Coverage as `once` judges it: on a compose v1 host by v1's rules.
+    const plan = await planApplyOnHost(input, config.compose, io.env);
     return { secrets, head, signed, state, plan } as const;
   };
 

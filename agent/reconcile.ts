@@ -50,7 +50,7 @@ import {
 import { discardReplacedSet, keepReplacedFiles, type ReplacedSet } from './replaced.js';
 import type { ComposeRunner, ComposeTarget } from './compose-runner.js';
 import { composeEnv, detectComposeCommand, waitHealthy } from './compose.js';
-import { flavourForPatch, hostComposeFlavour } from './compose-flavour.js';
+import { flavourForPatch, planApplyOnHost } from './compose-flavour.js';
 import { hostFaultOf } from './host-fault.js';
 import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
@@ -461,13 +461,7 @@ async function apply(
     // Most patches are written the same for compose v1 and v2; only when this one is not is compose asked which it is.
     const flavour = await flavourForPatch(envText, { ...fetched.manifest.envPatch, ...generatedSecrets }, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
     if (flavour) input.composeFlavour = flavour;
-    plan = await planApply(input);
-    // Compose v1 reads a default literally (`${A:-$B}` needs no B): before refusing for missing
-    // names, ask which compose this host runs, and judge by its rules.
-    if (plan.coverage.missing.length > 0 && !input.composeFlavour) {
-      const hostFlavour = await hostComposeFlavour(deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
-      if (hostFlavour === 'v1') plan = await planApply({ ...input, composeFlavour: hostFlavour });
-    }
+    plan = await planApplyOnHost(input, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
     for (const kept of plan.kept) log(`plan: keeping ${kept.path}: ${kept.reason}`);
     for (const file of plan.files.filter((f) => f.foreign)) {
       const f = file.foreign!;
