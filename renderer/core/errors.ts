@@ -270,3 +270,67 @@ export class HookFailedError extends FlotillaError {
     super(`${phase} hook ${hook} failed: ${detail}`);
   }
 }
+
+/**
+ * An age-encrypted secret (renderer/core/secrets.ts) cannot be turned back into a value
+ * on this host. Names the key and why, never the value or the ciphertext. For the agent
+ * it is the commit's fault (or the fleet's recipients'), so it refuses the apply: exit 3.
+ */
+export class SecretDecryptError extends FlotillaError {
+  readonly code = 'SECRET_DECRYPT';
+  override readonly exitCode = 3;
+  constructor(
+    /** The env key the secret is for, e.g. `SMTP_PASSWORD`. */
+    readonly key: string,
+    /**
+     * `not-for-this-host`: none of the ciphertext's recipients is this host's identity;
+     * `damaged`: not age armor, or truncated or tampered with (header MAC, payload);
+     * `bad-value`: decrypted, but not a value `.env` can hold (see SecretValueError).
+     */
+    readonly reason: 'not-for-this-host' | 'damaged' | 'bad-value',
+    readonly detail: string,
+  ) {
+    super(`secret ${key} cannot be decrypted: ${detail}`);
+  }
+}
+
+/** A secret value Flotilla will not carry (empty, a line break, too long). Names the key, never the value. */
+export class SecretValueError extends FlotillaError {
+  readonly code = 'SECRET_VALUE';
+  constructor(
+    readonly key: string,
+    readonly detail: string,
+  ) {
+    super(`secret ${key}: ${detail}`);
+  }
+}
+
+/** A string given as an age recipient (`age1…`) is not one. Never echoes a private key given by mistake. */
+export class AgeRecipientError extends FlotillaError {
+  readonly code = 'AGE_RECIPIENT';
+  constructor(
+    /** The recipient as shown: shortened, and withheld when it looks like a private key. */
+    readonly shown: string,
+    readonly detail: string,
+    /** Where it came from, e.g. `ageRecipients[1]` or `defaults.adminAgeRecipients[0]`. */
+    readonly where?: string,
+  ) {
+    super(`${where ? `${where}: ` : ''}${shown}: ${detail}`);
+  }
+}
+
+/**
+ * The host's age identity file (the private key the agent decrypts secrets with) is
+ * missing, unreadable, not an age identity, readable by group or others, or already
+ * there when `keygen` would create it. A fault of the host, not of a commit: exit 2.
+ */
+export class AgeIdentityError extends FlotillaError {
+  readonly code = 'AGE_IDENTITY';
+  override readonly exitCode = 2;
+  constructor(
+    readonly path: string,
+    readonly detail: string,
+  ) {
+    super(`age identity ${path}: ${detail}`);
+  }
+}

@@ -3,6 +3,7 @@
 // nothing on disk that the manifest does not name).
 import crypto, { createHash } from 'node:crypto';
 import { ManifestError } from './errors.js';
+import { ageArmorProblem } from './secrets.js';
 import { parseWindows } from './window.js';
 
 export const MANIFEST_PATH = '.flotilla/manifest.json';
@@ -34,6 +35,13 @@ export interface Manifest {
   requiredVariables: string[];
   /** Names of secrets the host generates when missing; values never leave the host. */
   secrets: string[];
+  /**
+   * Secrets set centrally (`flotilla secret set`): env key -> armored age ciphertext,
+   * encrypted to the tenant's hosts (and the fleet's admin recipients). The agent decrypts
+   * them with its own identity (agent/secrets.ts) and patches the values into `.env` like
+   * the env patch; a key here is never generated. Absent (older manifests, none set): none.
+   */
+  encryptedSecrets?: Record<string, string>;
   /** Maintenance windows (`Sun 02:00-05:00 Europe/Berlin`) the agent applies in; absent: any time. */
   windows?: string[];
   /** Commands the agent runs around the swap (a dump before, migrations or a smoke check after); absent: none. */
@@ -108,10 +116,14 @@ export function serializeManifest(manifest: Manifest): string {
   return manifestJsonFast(manifest) ?? manifestJsonGeneric(manifest);
 }
 
-/** The definition of the bytes: sorted envPatch, JSON.stringify with two-space indent. */
+/** The definition of the bytes: sorted envPatch (and encryptedSecrets), JSON.stringify with two-space indent. */
 function manifestJsonGeneric(manifest: Manifest): string {
-  const sortedEnv = Object.fromEntries(Object.entries(manifest.envPatch).sort(([a], [b]) => byCodeUnits(a, b)));
-  return `${JSON.stringify({ ...manifest, envPatch: sortedEnv }, null, 2)}\n`;
+  const sorted = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => byCodeUnits(a, b)));
+  return `${JSON.stringify(
+    { ...manifest, envPatch: sorted(manifest.envPatch), ...(manifest.encryptedSecrets ? { encryptedSecrets: sorted(manifest.encryptedSecrets) } : {}) },
+    null,
+    2,
+  )}\n`;
 }
 
 const MANIFEST_KEYS = ['schemaVersion', 'tenant', 'mode', 'imageTag', 'source', 'files', 'envPatch', 'requiredVariables', 'secrets'];
@@ -287,6 +299,7 @@ export function parseManifest(text: string, opts: { applied?: boolean } = {}): M
     windows = m.windows as string[];
   }
   const hooks = m.hooks === undefined ? undefined : parseHooks(m.hooks);
+  const encryptedSecrets = m.encryptedSecrets === undefined ? undefined : parseEncryptedSecrets(m.encryptedSecrets, envPatch);
   if (m.adopt !== undefined && m.adopt !== 'replace') throw new ManifestError(`adopt must be "replace", got ${JSON.stringify(m.adopt)}`);
   return {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
@@ -302,7 +315,27 @@ export function parseManifest(text: string, opts: { applied?: boolean } = {}): M
     ...(hooks ? { hooks } : {}),
     ...(m.adopt === 'replace' ? { adopt: 'replace' as const } : {}),
     ...(composeSettings ? { composeSettings } : {}),
+    ...(encryptedSecrets ? { encryptedSecrets } : {}),
   };
+}
+
+/**
+ * The manifest's `encryptedSecrets`: env key -> armored age (shape only; the agent
+ * decrypts). A key may not also be in the env patch (which value would win?) nor be one
+ * of compose's own settings. Messages name keys, never ciphertext.
+ */
+function parseEncryptedSecrets(raw: unknown, envPatch: Record<string, unknown>): Record<string, string> {
+  if (!isPlain(raw)) throw new ManifestError('encryptedSecrets must be an object of KEY: armored age ciphertext');
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (!ENV_KEY.test(key)) throw new ManifestError(`encryptedSecrets key ${JSON.stringify(key.slice(0, 64))} is not a valid variable name`);
+    if (COMPOSE_SETTING_PATTERN.test(key)) throw new ManifestError(`encryptedSecrets key ${key} is compose's own setting, not a secret`);
+    if (Object.prototype.hasOwnProperty.call(envPatch, key)) throw new ManifestError(`encryptedSecrets key ${key} is also in envPatch: a key is either a plain value or a secret`);
+    const problem = ageArmorProblem(value);
+    if (problem) throw new ManifestError(`encryptedSecrets.${key} ${problem}`);
+    out[key] = value as string;
+  }
+  return out;
 }
 
 /** The manifest's `hooks`: each phase a list of {name, run, timeoutSeconds?, keep?}; names unique. */
