@@ -75,8 +75,9 @@ describe('the packed release, from a clean copy', () => {
       cpSync(from, join(src, file));
     }
     symlinkSync(join(repo, 'node_modules'), join(src, 'node_modules'), 'dir');
-    [pack] = await npmJson<PackResult[]>(['pack', '--json', '--pack-destination', tmp], src);
-    tarball = join(tmp, pack!.filename);
+    const [packed] = await npmJson<PackResult[]>(['pack', '--json', '--pack-destination', tmp], src);
+    pack = packed!;
+    tarball = join(tmp, pack.filename);
   }, 300_000);
 
   afterAll(() => {
