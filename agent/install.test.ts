@@ -217,7 +217,9 @@ describe('flotilla-agent uninstall', () => {
 
     const { code, out } = await cli(['uninstall', '--tenant', 'acme', '--root', root]);
     expect(code).toBe(0);
-    expect(await tree(root)).toEqual([...before, 'srv/', 'srv/acme/', 'srv/acme/docker-compose.yml'].sort());
+    // The host's age identity stays with the agent's state: the fleet's secrets for this host are encrypted to it.
+    const kept = ['var/', 'var/lib/', 'var/lib/flotilla/', 'var/lib/flotilla/acme/', 'var/lib/flotilla/acme/age-identity.txt'];
+    expect(await tree(root)).toEqual([...before, 'srv/', 'srv/acme/', 'srv/acme/docker-compose.yml', ...kept].sort());
     expect(out).toContain('/etc/flotilla/acme.env');
     expect(out).toMatch(/kept:\n {2}\/srv\/acme\/: not empty/);
   });

@@ -4,7 +4,7 @@
 // exactly those and nothing else. Then it checks what it can from here (git,
 // token, docker, compose, install dir) and says what to do next. `root` prefixes
 // every path written, so tests install into a temp folder.
-import { access, constants, mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { access, constants, lstat, mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SettingError } from '../renderer/core/errors.js';
 import { nodeGitDepsWithTimeout, remoteBranchHead, sanitizeUrl } from '../renderer/core/git.js';
@@ -13,6 +13,7 @@ import { sha256 } from '../renderer/core/manifest.js';
 import { composeEnv, detectComposeCommand } from './compose.js';
 import { parseAgentConfig, type AgentConfig } from './config.js';
 import { runCommand } from './exec.js';
+import { ageIdentityPath, createHostIdentity, hostRecipients } from './secrets.js';
 
 export const INSTALL_RECORD_VERSION = 1;
 
@@ -79,6 +80,16 @@ export interface InstallReport {
   createdDirs: string[];
   checks: InstallCheck[];
   nextSteps: string[];
+  /** The host's age identity (agent/secrets.ts): created by this install, or found. */
+  ageIdentity?: AgeIdentityReport;
+}
+
+export interface AgeIdentityReport {
+  /** As the agent sees it (without `root`). */
+  path: string;
+  created: boolean;
+  /** Its public recipient, for the tenant's `ageRecipients`; absent when the file found is unusable (see the check). */
+  recipient?: string;
 }
 
 export interface InstallCheckDeps {
@@ -223,6 +234,7 @@ export async function installAgent(opts: InstallOptions): Promise<Omit<InstallRe
     dirs: createdDirs,
   };
   await writeFileAtomic(hostPath(root, paths.record), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  const ageIdentity = await ensureAgeIdentity(hostPath(root, ageIdentityPath(config.stateDir)), ageIdentityPath(config.stateDir), opts.now?.() ?? new Date());
 
   const unit = unitName(config.tenant);
   return {
@@ -230,12 +242,37 @@ export async function installAgent(opts: InstallOptions): Promise<Omit<InstallRe
     paths,
     written: [...files.map((f) => f.path), paths.record],
     createdDirs: createdDirs.filter((d) => !(previous?.dirs ?? []).includes(d)),
+    ageIdentity,
     nextSteps: [
       `flotilla-agent --settings ${paths.envFile} plan        # see what the first apply would do`,
       `systemctl daemon-reload && systemctl enable --now ${unit}`,
       `journalctl -u ${unit} -f        # one line per step`,
+      ...(ageIdentity.recipient ? [`add ${ageIdentity.recipient} to ageRecipients in fleet/tenants/${config.tenant}.yaml        # for secrets set with flotilla secret set`] : []),
     ],
   };
+}
+
+/**
+ * The host's age identity, created when absent. It lives in the state dir and is not in
+ * the install record: uninstall keeps it, since the fleet's secrets for this host are
+ * encrypted to it, and a reinstall finds it again. An existing file is never replaced.
+ */
+async function ensureAgeIdentity(target: string, shown: string, now: Date): Promise<AgeIdentityReport> {
+  if (!(await lstatExists(target))) return { path: shown, created: true, recipient: await createHostIdentity(target, now) };
+  const recipient = await hostRecipients(target).then(
+    (r) => r[0],
+    () => undefined, // named by the age identity check
+  );
+  return { path: shown, created: false, ...(recipient ? { recipient } : {}) };
+}
+
+async function lstatExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function checkGit(config: AgentConfig, deps: InstallCheckDeps): Promise<InstallCheck> {
@@ -304,6 +341,17 @@ async function checkInstallDirWritable(config: AgentConfig, root: string): Promi
   }
 }
 
+/** The identity the agent decrypts secrets with: there, 0600, an age identity (what the agent itself will refuse otherwise). */
+async function checkAgeIdentity(config: AgentConfig, root: string): Promise<InstallCheck> {
+  const name = 'age identity';
+  try {
+    const [recipient] = await hostRecipients(hostPath(root, ageIdentityPath(config.stateDir)));
+    return { name, status: 'ok', detail: `${ageIdentityPath(config.stateDir)} (mode 0600), recipient ${recipient}` };
+  } catch (e) {
+    return { name, status: 'fail', detail: (e as Error).message.replace(hostPath(root, ageIdentityPath(config.stateDir)), ageIdentityPath(config.stateDir)) };
+  }
+}
+
 export async function runInstallChecks(config: AgentConfig, root: string, deps: InstallCheckDeps): Promise<InstallCheck[]> {
   return Promise.all([
     checkGit(config, deps),
@@ -311,6 +359,7 @@ export async function runInstallChecks(config: AgentConfig, root: string, deps: 
     checkDocker(deps),
     checkCompose(config, deps),
     checkInstallDirWritable(config, root),
+    checkAgeIdentity(config, root),
   ]);
 }
 
@@ -318,6 +367,11 @@ export function formatInstallReport(report: InstallReport): string {
   const lines = ['wrote:'];
   for (const p of report.written) lines.push(`  ${p}`);
   if (report.createdDirs.length > 0) lines.push('created:', ...report.createdDirs.map((d) => `  ${d}/`));
+  if (report.ageIdentity) {
+    const id = report.ageIdentity;
+    lines.push(`age identity: ${id.path} (${id.created ? 'created, mode 0600' : 'already there, kept'}; the private key never leaves this host)`);
+    if (id.recipient) lines.push(`  recipient: ${id.recipient}`);
+  }
   lines.push('checks:');
   for (const c of report.checks) lines.push(`  ${c.status.padEnd(4)} ${c.name}: ${c.detail}`);
   const failed = report.checks.filter((c) => c.status === 'fail');
@@ -371,7 +425,7 @@ export async function uninstallAgent(opts: { tenant: string; root?: string; forc
   }
   await rm(hostPath(root, paths.record), { force: true });
   report.removed.push(paths.record);
-  report.nextSteps.push('systemctl daemon-reload', `the install dir and /var/lib/flotilla/${opts.tenant} (agent state) are left as they are`);
+  report.nextSteps.push('systemctl daemon-reload', `the install dir and /var/lib/flotilla/${opts.tenant} (agent state, with the host's age identity) are left as they are`);
   return report;
 }
 

@@ -405,6 +405,28 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     });
 
   program
+    .command('keygen')
+    .description(
+      "create this host's age identity for secrets set with `flotilla secret set` (<state dir>/age-identity.txt, mode 0600; the private key never leaves the host) and print its public recipient; never overwrites one",
+    )
+    .option('--state-dir <dir>', 'the agent state dir (default: FLOTILLA_STATE_DIR from the settings, or /var/lib/flotilla/<tenant>)')
+    .option('--show', 'print the recipient of the existing identity instead of creating one')
+    .action(async (opts: { stateDir?: string; show?: boolean }) => {
+      const { ageIdentityPath, createHostIdentity, hostRecipients } = await import('./secrets.js');
+      const settings = envFile();
+      const stateDir = opts.stateDir !== undefined
+        ? resolve(opts.stateDir)
+        : (await loadAgentConfig(settings.path, io.env as NodeJS.ProcessEnv, { flag: settings.flag, checkCompose: false })).stateDir;
+      const path = ageIdentityPath(stateDir);
+      if (opts.show) {
+        io.stdout(`${(await hostRecipients(path)).join('\n')}\n`);
+        return;
+      }
+      io.stdout(`${await createHostIdentity(path)}\n`);
+      io.stderr(`flotilla-agent keygen: created ${path} (mode 0600; the private key never leaves this host); add the recipient above to ageRecipients in fleet/tenants/<tenant>.yaml\n`);
+    });
+
+  program
     .command('install')
     .description('set this host up: env file (0600) + systemd unit, then check git, tokens, docker, compose and the install dir; tokens come from FLOTILLA_GIT_TOKEN / FLOTILLA_GITHUB_TOKEN')
     .requiredOption('--repo <url>', 'fleet git repository (http/https)')
