@@ -2,19 +2,23 @@
 # need, installed when missing (as root, before any network namespace: apt hangs inside
 # one), and the reasons Docker cannot run here. The caller sets DEBIAN_PACKAGES.
 
+# The packages named (default: DEBIAN_PACKAGES) that are not installed, one a line.
 missing_packages() {
   local pkg
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  local -a wanted=("$@")
+  ((${#wanted[@]} > 0)) || wanted=("${DEBIAN_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
     if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
       printf '%s\n' "$pkg"
     fi
   done
 }
 
-# $1: a prefix for the one line said before installing (e.g. "test.sh").
+# $1: a prefix for the one line said before installing (e.g. "test.sh"); then the packages
+# to install when missing (default: DEBIAN_PACKAGES).
 install_debian_packages() {
   local -a missing
-  mapfile -t missing < <(missing_packages)
+  mapfile -t missing < <(missing_packages "${@:2}")
   ((${#missing[@]} == 0)) && return 0
   echo "$1: installing ${missing[*]} (apt-get)" >&2
   # Installing docker.io must not start the system's dockerd/containerd on the shared

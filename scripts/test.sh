@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 REPORT=test-results/vitest.json
-DEBIAN_PACKAGES=(docker.io docker-compose docker-registry busybox-static chromium)
+# age: the real age CLI the secrets interop test checks Flotilla's age files against.
+DEBIAN_PACKAGES=(docker.io docker-compose docker-registry busybox-static chromium age)
 
 banner() {
   local line='!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'
@@ -41,6 +42,10 @@ vitest_args=(run --reporter=default --reporter=json "--outputFile.json=$REPORT" 
 if [[ "${FLOTILLA_SKIP_DOCKER:-}" == 1 ]]; then
   banner "FLOTILLA_SKIP_DOCKER=1: Docker tests (*.docker.test.ts) are SKIPPED." \
     "Only the unit project runs; nothing here proves compose, pulls or rollbacks."
+  # The unit project's one real part from Debian: the age CLI (agent/secrets.age-interop.test.ts).
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    install_debian_packages test.sh age || banner "apt-get could not install age (the age CLI interop test needs it)"
+  fi
   status=0
   node_modules/.bin/vitest "${vitest_args[@]}" --project unit || status=$?
   banner "Docker tests were SKIPPED (FLOTILLA_SKIP_DOCKER=1); vitest exit code $status."
