@@ -1,8 +1,11 @@
 // Status delivery: every status is queued in the on-disk outbox first and then
-// flushed, so an unreachable GitHub delays statuses but never loses or reorders them.
+// flushed, so an unreachable forge delays statuses but never loses or reorders them.
+// The forge is GitHub (api.github.com, GHES's /api/v3) or Gitea/Forgejo (an
+// FLOTILLA_GITHUB_API ending in /api/v1), see renderer/core/forge.ts.
 import type { StatusOutbox } from './status-outbox.js';
-import { githubStatusAccepted, githubStatusSend, logStatusSend } from './status-outbox.js';
-import { createGitHubClient, parseRepoSlug, type GitHubClientOptions } from '../renderer/core/github.js';
+import { forgeStatusAccepted, forgeStatusSend, logStatusSend } from './status-outbox.js';
+import { parseRepoSlug, type GitHubClientOptions } from '../renderer/core/github.js';
+import { createForge } from '../renderer/core/forge.js';
 import type { AgentConfig } from './config.js';
 import type { StatusUpdate } from './reconcile.js';
 
@@ -16,8 +19,11 @@ export function statusContext(config: Pick<AgentConfig, 'tenant'>, prefix = 'flo
   return `${prefix}${config.tenant}`;
 }
 
-/** How the agent's status client retries and waits; tests make the waits short. */
-export type StatusClientOptions = Pick<GitHubClientOptions, 'fetch' | 'retry' | 'throttle' | 'timeoutMs'>;
+/**
+ * How the agent's status client retries and waits; tests make the waits short. `forge`
+ * (github, gitea, forgejo) overrides what the API URL says.
+ */
+export type StatusClientOptions = Pick<GitHubClientOptions, 'fetch' | 'retry' | 'throttle' | 'timeoutMs'> & { forge?: string };
 
 /**
  * The outbox is the agent's real retry (every poll flushes it), and an apply waits for
@@ -34,17 +40,19 @@ export function createStatusReporter(
   const context = statusContext(config);
   const repo = config.githubRepo ? parseRepoSlug(config.githubRepo, 'FLOTILLA_GITHUB_REPO') : undefined;
   let send = logStatusSend(log);
-  let accepted: ReturnType<typeof githubStatusAccepted> | undefined;
+  let accepted: ReturnType<typeof forgeStatusAccepted> | undefined;
   if (config.githubToken && repo) {
-    const client = createGitHubClient({
+    const { forge: kind, ...client } = clientOptions;
+    const forge = createForge({
       ...AGENT_STATUS_CLIENT,
-      ...clientOptions,
+      ...client,
+      ...(kind ? { kind } : {}),
       token: config.githubToken,
       baseUrl: config.githubApi,
       log: { debug: () => undefined, info: () => undefined, warn: log, error: log },
     });
-    send = githubStatusSend(client);
-    accepted = githubStatusAccepted(client);
+    send = forgeStatusSend(forge);
+    accepted = forgeStatusAccepted(forge);
   } else if (config.githubToken) {
     log('statuses: FLOTILLA_GITHUB_REPO is not set and cannot be derived from FLOTILLA_REPO; statuses go to the log only');
   }

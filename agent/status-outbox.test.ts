@@ -3,12 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
+import { startGiteaStandIn, type GiteaStandIn } from '../test/support/gitea-standin.js';
+import { createForge } from '../renderer/core/forge.js';
+import { createStatusReporter } from './report.js';
+import type { AgentConfig } from './config.js';
 import { GitHubError } from '../renderer/core/errors.js';
 import { createGitHubClient, type CommitStatusInput, type GitHubClientOptions } from '../renderer/core/github.js';
 import {
   SendBudget,
   STATUS_BUDGET_FILE,
   StatusOutbox,
+  forgeStatusAccepted,
+  forgeStatusSend,
   githubStatusAccepted,
   githubStatusSend,
   logStatusSend,
@@ -345,5 +351,64 @@ describe('StatusOutbox through the GitHub client and the OpenAPI-checked stand-i
     const result = await new StatusOutbox(dir).flush(githubStatusSend(gh), { isAlreadyAccepted: githubStatusAccepted(gh) });
     expect(result).toMatchObject({ sent: 1, alreadyAccepted: 0 });
     expect(standIn.statuses('acme/fleet').map((s) => s.state)).toEqual(['success']);
+  });
+});
+
+describe('StatusOutbox through the Gitea forge and the OpenAPI-checked Gitea stand-in', () => {
+  let gitea: GiteaStandIn;
+  beforeEach(async () => {
+    gitea = await startGiteaStandIn({ repos: ['acme/fleet'] });
+  });
+  afterEach(async () => {
+    expect(gitea.violations()).toEqual([]);
+    await gitea.close();
+  });
+
+  const forge = () => createForge({ token: gitea.token, baseUrl: gitea.url, retry: { retries: 1, baseDelayMs: 1 }, timeoutMs: 5_000 });
+
+  it('rides out an outage and a rate limit: nothing lost, nothing duplicated, order kept', async () => {
+    let skew = 0;
+    const outbox = new StatusOutbox(dir, { now: () => Date.now() + skew });
+    const f = forge();
+    const flush = () => outbox.flush(forgeStatusSend(f), { isAlreadyAccepted: forgeStatusAccepted(f) });
+    await outbox.enqueue(status(TENANT_SHA, 'pending', 'applying v2.10.3'));
+    expect(await flush()).toMatchObject({ sent: 1, pending: 0 });
+
+    gitea.failNext(1000, { status: 502, match: { method: 'POST' } });
+    await outbox.enqueue(status(TENANT_SHA, 'success', 'v2.10.3 up, 6/6 healthy'));
+    await outbox.enqueue(status(SOURCE_SHA, 'success', 'v2.10.3 up, 6/6 healthy'));
+    expect(await flush()).toMatchObject({ sent: 0, pending: 2, stopped: { reason: 'failure' } });
+
+    gitea.clearFaults();
+    gitea.failNext(1, { status: 429, headers: { 'retry-after': '120' }, match: { method: 'POST' } });
+    const waited = await flush();
+    expect(waited).toMatchObject({ sent: 0, stopped: { reason: 'budget' } });
+    expect((waited.stopped as { retryInMs: number }).retryInMs).toBeGreaterThan(110_000);
+    skew += 121_000;
+
+    expect(await flush()).toMatchObject({ sent: 2, pending: 0 });
+    expect(gitea.statuses('acme/fleet').map((s) => `${s.sha.slice(0, 4)} ${s.state}`)).toEqual(['d4d4 pending', 'd4d4 success', 'e5e5 success']);
+  });
+
+  it('does not post twice when the agent died right after Gitea accepted', async () => {
+    const f = forge();
+    await new StatusOutbox(dir).enqueue(status(TENANT_SHA, 'success', 'v2.10.3 up, 6/6 healthy'));
+    const died = await new StatusOutbox(dir).flush(async (s) => {
+      await forgeStatusSend(f)(s);
+      throw new Error('killed');
+    });
+    expect(died.stopped?.reason).toBe('failure');
+    const restarted = new StatusOutbox(dir);
+    expect(await restarted.flush(forgeStatusSend(f), { isAlreadyAccepted: forgeStatusAccepted(f) })).toMatchObject({ sent: 0, alreadyAccepted: 1, pending: 0 });
+    expect(gitea.statuses('acme/fleet')).toHaveLength(1);
+  });
+
+  it("the agent's reporter posts to Gitea when FLOTILLA_GITHUB_API is a Gitea /api/v1, on the tenant and the source commit", async () => {
+    const config = { tenant: 'linda', githubToken: gitea.token, githubApi: gitea.url, githubRepo: 'acme/fleet' } as AgentConfig;
+    const lines: string[] = [];
+    const reporter = createStatusReporter(config, new StatusOutbox(join(dir, 'outbox')), (l) => void lines.push(l), { retry: false });
+    await reporter.report({ tenantCommit: TENANT_SHA, sourceCommit: SOURCE_SHA, state: 'success', description: 'v2.10.3 up' } as Parameters<typeof reporter.report>[0]);
+    expect(gitea.statuses('acme/fleet').map((s) => `${s.context} ${s.state} ${s.sha.slice(0, 4)}`)).toEqual(['flotilla/linda success d4d4', 'flotilla/linda success e5e5']);
+    expect(lines).toEqual([]);
   });
 });

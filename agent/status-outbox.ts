@@ -20,13 +20,8 @@ import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../renderer/core/atomic-write.js';
 import { GitHubError } from '../renderer/core/errors.js';
-import {
-  createCommitStatus,
-  listStatuses,
-  truncateDescription,
-  type CommitStatusInput,
-  type GitHubClient,
-} from '../renderer/core/github.js';
+import { truncateDescription, type CommitStatusInput, type GitHubClient } from '../renderer/core/github.js';
+import { GitHubForge, type Forge } from '../renderer/core/forge.js';
 
 /** Sends one status; may say when the next send may start (GitHub: no writes left on the token until then). */
 export type StatusSend = (status: CommitStatusInput) => Promise<void | { retryAt?: number }>;
@@ -350,26 +345,37 @@ function describe(s: CommitStatusInput): string {
   return `${s.context}=${s.state} on ${s.owner}/${s.repo}@${s.sha.slice(0, 12)} (${JSON.stringify(truncateDescription(s.description))})`;
 }
 
-/** Sends through the GitHub client (retries and rate limits are the client's). */
-export function githubStatusSend(client: GitHubClient): StatusSend {
+/** Sends through the forge, GitHub or Gitea (retries and rate limits are its client's). */
+export function forgeStatusSend(forge: Forge): StatusSend {
   return async (status) => {
-    const { retryAt } = await createCommitStatus(client, status);
+    const { retryAt } = await forge.createCommitStatus(status);
     return retryAt === undefined ? undefined : { retryAt };
   };
 }
 
-/** True when the newest status GitHub shows for this commit and context is exactly this one. */
-export function githubStatusAccepted(client: GitHubClient): StatusAcceptedCheck {
+/** True when the newest status the forge shows for this commit and context is exactly this one. */
+export function forgeStatusAccepted(forge: Forge): StatusAcceptedCheck {
   return async (status) => {
-    const statuses = await listStatuses(client, { owner: status.owner, repo: status.repo, ref: status.sha, perPage: 100 });
+    const statuses = await forge.listStatuses({ owner: status.owner, repo: status.repo, ref: status.sha, perPage: 100 });
     const newest = statuses.find((s) => s.context.toLowerCase() === status.context.toLowerCase());
     return (
       newest !== undefined &&
       newest.state === status.state &&
-      newest.description === truncateDescription(status.description) &&
-      newest.targetUrl === (status.targetUrl || null)
+      // Gitea answers "" where GitHub answers null.
+      (newest.description ?? '') === truncateDescription(status.description) &&
+      (newest.targetUrl || null) === (status.targetUrl || null)
     );
   };
+}
+
+/** Sends through a GitHub client (kept for callers that hold one): the GitHub forge. */
+export function githubStatusSend(client: GitHubClient): StatusSend {
+  return forgeStatusSend(new GitHubForge(client, ''));
+}
+
+/** The accepted check through a GitHub client: the GitHub forge. */
+export function githubStatusAccepted(client: GitHubClient): StatusAcceptedCheck {
+  return forgeStatusAccepted(new GitHubForge(client, ''));
 }
 
 /** Without a status token: the status is written to the log only (the caller records it in state). */

@@ -696,7 +696,8 @@ export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Prom
           if (options.tamperResponse && opId && outcome.result.status < 300) {
             outcome.result = { ...outcome.result, body: options.tamperResponse(opId, outcome.result.body) };
           }
-          outcome.result = checkResponse(method, url.pathname, outcome.route, outcome.result);
+          // An injected fault is the test's answer, not the stand-in's: it is not held to the description.
+          if (!outcome.record.fault) outcome.result = checkResponse(method, url.pathname, outcome.route, outcome.result);
         } catch (err) {
           violationList.push({ kind: 'response', method, path: url.pathname, message: `stand-in crashed: ${(err as Error).stack ?? String(err)}` });
           outcome = { record: {}, result: { status: 500, body: errorBody('stand-in crashed') } };
