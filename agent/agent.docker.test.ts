@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { docker } from '../test/support/images.js';

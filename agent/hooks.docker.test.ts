@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { scanComposeText } from '../renderer/core/compose-vars.js';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, serializeManifest, sha256, type Manifest, type ManifestHooks } from '../renderer/core/manifest.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { docker, pushTestImage } from '../test/support/images.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO } from '../test/support/tenant-fixture.js';

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { parse as parseDotenv } from 'dotenv';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';

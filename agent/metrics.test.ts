@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';

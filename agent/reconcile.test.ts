@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, serializeManifest, sha256 } from '../renderer/core/manifest.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture, type TenantFixtureOptions } from '../test/support/tenant-fixture.js';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComposeStepError } from '../renderer/core/errors.js';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, serializeManifest } from '../renderer/core/manifest.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SettingError } from '../renderer/core/errors.js';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, serializeManifest } from '../renderer/core/manifest.js';
-import { publishTenants } from '../renderer/publish.js';
+import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';

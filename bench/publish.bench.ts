@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, sha256, type RenderedFile } from '../renderer/core/manifest.js';
 import { PUSH_BATCH_SIZE } from '../renderer/core/receive-pack.js';
-import { publishTenants, type PublishTenant } from '../renderer/publish.js';
+import { publishTenants, type PublishTenant } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { benchRow, median, type BenchRow } from './bench-row.js';
 

@@ -7,10 +7,10 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadFleet, type Fleet, type Tenant } from '../renderer/fleet.js';
+import { loadFleet, type Fleet, type Tenant } from '../renderer/fleet/fleet.js';
 import { scanComposeText } from '../renderer/core/compose-vars.js';
 import { serializeManifest, sha256 } from '../renderer/core/manifest.js';
-import { forgetComposeScans, loadTemplates, renderFleet, templateContext, type RenderedTenant, type TemplateSet } from '../renderer/render.js';
+import { forgetComposeScans, loadTemplates, renderFleet, templateContext, type RenderedTenant, type TemplateSet } from '../renderer/render/render.js';
 import { benchRow, median, type BenchRow } from './bench-row.js';
 
 export const BENCH_TENANTS = 1000;

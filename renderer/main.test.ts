@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseManifest } from './core/manifest.js';
-import { reportError, runCli, type CliIo } from './main.js';
+import { runCli } from './main.js';
+import type { CliIo } from './cli.js';
+import { reportCliError } from './core/exit.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -136,7 +138,7 @@ describe('flotilla render', () => {
 describe('error reporting', () => {
   it('turns an unexpected error into exit 70 with its stack', () => {
     let stderr = '';
-    const code = reportError(new TypeError('boom'), { stderr: (s) => void (stderr += s) });
+    const code = reportCliError('flotilla', new TypeError('boom'), (s) => void (stderr += s));
     expect(code).toBe(70);
     expect(stderr).toMatch(/internal error[\s\S]*TypeError: boom\n\s+at /);
   });

@@ -46,6 +46,6 @@ describe('what each part may import', () => {
 
   it('sees an import that crosses the line (the check itself works)', async () => {
     expect(await projectImports('agent/main.ts')).toContain('renderer/core/errors.js');
-    expect((await projectImports('renderer/render.ts')).some((t) => t === 'renderer/fleet.js')).toBe(true);
+    expect((await projectImports('renderer/render/render.ts')).some((t) => t === 'renderer/fleet/fleet.js')).toBe(true);
   });
 });

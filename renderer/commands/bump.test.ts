@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { startGitHubStandIn, type GitHubStandIn } from '../../test/support/github-standin.js';
 import { startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { GitError, SettingError } from '../core/errors.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../cli.js';
 import { registerBump } from './bump.js';
 
 const execFileAsync = promisify(execFile);

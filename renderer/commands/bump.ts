@@ -1,16 +1,16 @@
 // `flotilla bump SLUG... --tag TAG [--all] [--open-pr]`: edit the tenant files (or
 // the fleet default), commit on a new branch, push it to origin, optionally open a PR.
 import * as nodeFs from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { GitError, SettingError } from '../core/errors.js';
 import { pushBranch, type GitAuth } from '../core/git.js';
 import { githubCall, type GitHubClient, type RepoRef } from '../core/github.js';
-import { bumpBody, bumpBranchName, bumpTitle, commitBump, noOpMessage, planBump, type BumpPlan } from '../bump.js';
-import { loadFleetFromFiles } from '../fleet.js';
-import type { CliIo, GlobalOptions } from '../main.js';
-import { readFleetFilesAtRef } from '../plan.js';
+import { bumpBody, bumpBranchName, bumpTitle, commitBump, noOpMessage, planBump, type BumpPlan } from '../fleet/bump.js';
+import { loadFleetFromFiles } from '../fleet/fleet.js';
+import { fleetRoot, type CliIo } from '../cli.js';
+import { readFleetFilesAtRef } from '../plan/plan.js';
 import { githubClientFromEnv, githubToken, resolveRepo, type Env } from './github-env.js';
 
 export interface BumpRepoOptions {
@@ -126,7 +126,7 @@ export function registerBump(program: Command, io: CliIo): void {
     .option('--base <branch>', 'base branch of the pull request (default: the repository default branch)')
     .option('--repo <owner/name>', 'GitHub repository (default: GITHUB_REPOSITORY or the origin URL)')
     .action(async (slugs: string[], opts: BumpCliOptions) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       if (opts.all && slugs.length > 0) throw new SettingError('--all', 'bumps the fleet default; do not name tenants with it');
       // Fail before committing anything when the PR cannot be opened afterwards.
       const client = opts.openPr ? githubClientFromEnv(io.env) : undefined;

@@ -3,9 +3,9 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FlotillaError, ProblemListError, RenderedOutputError, TemplateError } from '../core/errors.js';
-import { loadFleet, type Fleet } from '../fleet.js';
-import { loadTemplates, renderFleetCollecting, type TemplateSet } from '../render.js';
-import type { CliIo, GlobalOptions } from '../main.js';
+import { loadFleet, type Fleet } from '../fleet/fleet.js';
+import { loadTemplates, renderFleetCollecting, type TemplateSet } from '../render/render.js';
+import { fleetRoot, type CliIo } from '../cli.js';
 
 export interface CheckSummary {
   tenants: number;
@@ -76,7 +76,7 @@ export function registerCheck(program: Command, io: CliIo): void {
     .command('check')
     .description('validate fleet/ and render every tenant in memory; exit 1 listing every problem')
     .action(async () => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       const s = await checkRepo(root);
       io.stdout(`ok: ${s.tenants} tenants (${s.paused} paused), ${s.files} files rendered\n`);
     });

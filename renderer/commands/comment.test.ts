@@ -6,8 +6,8 @@ import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startGitHubStandIn, type GitHubStandIn } from '../../test/support/github-standin.js';
-import type { CliIo } from '../main.js';
-import { PLAN_COMMENT_MARKER } from '../plan-markdown.js';
+import type { CliIo } from '../cli.js';
+import { PLAN_COMMENT_MARKER } from '../plan/plan-markdown.js';
 import { registerComment } from './comment.js';
 
 const TOKEN = 'ghs_comment_test_token_0123456789abcdef';

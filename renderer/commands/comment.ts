@@ -6,8 +6,8 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { SettingError } from '../core/errors.js';
 import { githubCall, type GitHubClient, type RepoRef } from '../core/github.js';
-import type { CliIo, GlobalOptions } from '../main.js';
-import { GITHUB_COMMENT_LIMIT, PLAN_COMMENT_MARKER, renderPlanMarkdown } from '../plan-markdown.js';
+import { fleetRoot, type CliIo } from '../cli.js';
+import { GITHUB_COMMENT_LIMIT, PLAN_COMMENT_MARKER, renderPlanMarkdown } from '../plan/plan-markdown.js';
 import { githubClientFromEnv, resolveRepo } from './github-env.js';
 import { addPlanOptions, planRepo, registryCheckFor, tagCheckFailure, type PlanCliOptions, type PlanRepoOptions } from './plan.js';
 
@@ -67,7 +67,7 @@ export function registerComment(program: Command, io: CliIo): void {
       .option('--file <path>', 'post this markdown (from `flotilla plan --out`) instead of planning here'),
     false,
   ).action(async (opts: CommentCliOptions) => {
-    const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+    const root = fleetRoot(program, io);
     const pr = Number(opts.pr);
     if (!Number.isInteger(pr) || pr <= 0) throw new SettingError('--pr', `must be a pull request number, got ${JSON.stringify(opts.pr)}`);
     if (!opts.file && !opts.base) throw new SettingError('--base', 'is required unless --file gives the plan to post');

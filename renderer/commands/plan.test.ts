@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RegistryError } from '../core/errors.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../cli.js';
 import { planRepo, registerPlan } from './plan.js';
 
 const FLEET = {

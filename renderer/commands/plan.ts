@@ -6,8 +6,8 @@ import { resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Option, type Command } from 'commander';
 import { FlotillaError, RegistryError, SettingError } from '../core/errors.js';
-import { FLEET_FILE, loadFleetFromFiles, type Fleet, type Tenant, type YamlParses } from '../fleet.js';
-import type { CliIo, GlobalOptions } from '../main.js';
+import { FLEET_FILE, loadFleetFromFiles, type Fleet, type Tenant, type YamlParses } from '../fleet/fleet.js';
+import { fleetRoot, type CliIo } from '../cli.js';
 import {
   buildPlan,
   readFleetFilesAtRef,
@@ -17,10 +17,10 @@ import {
   type PlanReport,
   type RegistryCheck,
   type RenderedSide,
-} from '../plan.js';
-import { renderPlanJson, renderPlanMarkdown } from '../plan-markdown.js';
-import { tagExists, type RegistryCredentials } from '../registry.js';
-import { compileTemplates, renderTenant, type RenderSource, type TemplateSet } from '../render.js';
+} from '../plan/plan.js';
+import { renderPlanJson, renderPlanMarkdown } from '../plan/plan-markdown.js';
+import { tagExists, type RegistryCredentials } from '../plan/registry.js';
+import { compileTemplates, renderTenant, type RenderSource, type TemplateSet } from '../render/render.js';
 import { resolveSource } from './render.js';
 import { createProgress } from '../progress.js';
 
@@ -196,7 +196,7 @@ export function registerPlan(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['markdown', 'json']).default('markdown'))
     .option('--out <file>', 'write the plan to this file instead of stdout')
     .action(async (opts: PlanCliOptions) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       if (!opts.base) throw new SettingError('--base', 'is required');
       const planOpts: PlanRepoOptions = { root, base: opts.base };
       if (opts.head) planOpts.head = opts.head;

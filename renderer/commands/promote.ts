@@ -14,10 +14,10 @@ import type { Command } from 'commander';
 import { ensureBareRepo, fetchAllBranches, hasObject, listRemoteBranches, nodeGitDeps, sanitizeUrl, sourceTrailer, type GitAuth } from '../core/git.js';
 import { parseSigningKey } from '../core/signing.js';
 import { createCommitStatus, getCombinedStatus, truncateDescription, type CommitStatus, type GitHubClient, type RepoRef } from '../core/github.js';
-import { loadFleet, type Fleet } from '../fleet.js';
-import type { CliIo, GlobalOptions } from '../main.js';
-import { buildTree, publishTenants, type PublishFile, type PublishResult } from '../publish.js';
-import { loadTemplates, renderFleet, renderTenant, type RenderSource } from '../render.js';
+import { loadFleet, type Fleet } from '../fleet/fleet.js';
+import { fleetRoot, type CliIo } from '../cli.js';
+import { buildTree, publishTenants, type PublishFile, type PublishResult } from '../publish/publish.js';
+import { loadTemplates, renderFleet, renderTenant, type RenderSource } from '../render/render.js';
 import {
   decideRollout,
   effectiveWaves,
@@ -26,7 +26,7 @@ import {
   rolloutStatus,
   type RolloutReport,
   type TenantRolloutInput,
-} from '../rollout.js';
+} from '../rollout/rollout.js';
 import { githubClientFromEnv, resolveRepo } from './github-env.js';
 import { resolveSource } from './render.js';
 import { openRollbackPullRequest, parentOf, rollbackRepo, type RollbackPullRequest } from './rollback.js';
@@ -274,7 +274,7 @@ export function registerPromote(program: Command, io: CliIo): void {
     .option('--dry-run', 'say what the next step is; publish and post nothing')
     .option('--signing-key <file>', 'Ed25519 key (ssh-keygen -t ed25519, unencrypted) to sign tenant commits with')
     .action(async (opts: PromoteCliOptions) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       const client = githubClientFromEnv(io.env);
       const repo = await resolveRepo(opts.githubRepo, io.env, root);
       const token = opts.token ?? io.env.FLOTILLA_GIT_TOKEN ?? io.env.GITHUB_TOKEN;

@@ -6,13 +6,13 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { sanitizeUrl } from '../core/git.js';
-import { findTenant, loadFleet } from '../fleet.js';
-import { loadTemplates, renderFleet, renderTenant } from '../render.js';
-import { publishTenants, type PublishResult } from '../publish.js';
+import { findTenant, loadFleet } from '../fleet/fleet.js';
+import { loadTemplates, renderFleet, renderTenant } from '../render/render.js';
+import { publishTenants, type PublishResult } from '../publish/publish.js';
 import { resolveSource } from './render.js';
 import { formatStep, rolloutStep, type RolloutStepOptions } from './promote.js';
 import { githubClientFromEnv, githubToken, resolveRepo } from './github-env.js';
-import type { CliIo, GlobalOptions } from '../main.js';
+import { fleetRoot, type CliIo } from '../cli.js';
 import { createProgress } from '../progress.js';
 import { readFile } from 'node:fs/promises';
 import type { KeyObject } from 'node:crypto';
@@ -86,7 +86,7 @@ export function registerPublish(program: Command, io: CliIo): void {
     .option('--github-repo <owner/name>', 'with a GitHub token set: read agent statuses here to publish a later wave')
     .option('--signing-key <file>', 'Ed25519 key (ssh-keygen -t ed25519, unencrypted) to sign tenant commits with')
     .action(async (opts: PublishCliOptions & { signingKey?: string }) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       const token = opts.token ?? io.env.FLOTILLA_GIT_TOKEN ?? io.env.GITHUB_TOKEN;
       const cacheDir = opts.cache ? resolve(io.cwd, opts.cache) : join(tmpdir(), 'flotilla-publish-cache');
       const source: { repo?: string; commit?: string } = {};

@@ -5,10 +5,10 @@ import { join, resolve } from 'node:path';
 import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { SettingError } from '../core/errors.js';
-import { loadFleet } from '../fleet.js';
-import { loadTemplates, renderFleet, type RenderSource } from '../render.js';
-import { writeRenderedTrees } from '../render-out.js';
-import type { CliIo, GlobalOptions } from '../main.js';
+import { loadFleet } from '../fleet/fleet.js';
+import { loadTemplates, renderFleet, type RenderSource } from '../render/render.js';
+import { writeRenderedTrees } from '../render/render-out.js';
+import { fleetRoot, type CliIo } from '../cli.js';
 
 /**
  * The source the manifests name: given explicitly, else the HEAD commit and
@@ -50,7 +50,7 @@ export function registerRender(program: Command, io: CliIo): void {
     .option('--commit <sha>', 'source commit to name in headers and manifests (default: HEAD of --root)')
     .option('--repo <url>', 'source repo to name in manifests (default: origin URL of --root)')
     .action(async (opts: RenderOptions) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       const outDir = resolve(io.cwd, opts.out);
       if (outDir === root) throw new SettingError('--out', 'must not be the repository root; give a scratch directory');
       const [fleet, templates, source] = await Promise.all([

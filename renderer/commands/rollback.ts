@@ -2,16 +2,16 @@
 // giving the named tenants back the settings they had at an earlier commit, so a
 // rollback goes through the same review and the same publish as any change.
 import * as nodeFs from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { GitError, SettingError } from '../core/errors.js';
 import { pushBranch, remoteBranchHead, type GitAuth } from '../core/git.js';
 import { githubCall, type GitHubClient, type RepoRef } from '../core/github.js';
-import { commitBump } from '../bump.js';
-import type { CliIo, GlobalOptions } from '../main.js';
-import { readFleetFilesAtRef, resolveCommit } from '../plan.js';
-import { planRollback, rollbackBody, rollbackBranchName, rollbackTitle, type RollbackPlan } from '../rollback.js';
+import { commitBump } from '../fleet/bump.js';
+import { fleetRoot, type CliIo } from '../cli.js';
+import { readFleetFilesAtRef, resolveCommit } from '../plan/plan.js';
+import { planRollback, rollbackBody, rollbackBranchName, rollbackTitle, type RollbackPlan } from '../rollout/rollback.js';
 import { githubClientFromEnv, githubToken, resolveRepo } from './github-env.js';
 
 export interface RollbackRepoOptions {
@@ -136,7 +136,7 @@ export function registerRollback(program: Command, io: CliIo): void {
     .option('--base <branch>', 'base branch of the pull request (default: the repository default branch)')
     .option('--repo <owner/name>', 'GitHub repository (default: GITHUB_REPOSITORY or the origin URL)')
     .action(async (slugs: string[], opts: RollbackCliOptions) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       const client = opts.openPr ? githubClientFromEnv(io.env) : undefined;
       const repo = opts.openPr ? await resolveRepo(opts.repo, io.env, root) : undefined;
       const token = githubToken(io.env);

@@ -12,7 +12,7 @@ import { startGitHubStandIn, type GitHubStandIn } from '../../test/support/githu
 import { startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { TenantsFailedError } from '../core/errors.js';
 import { serializeManifest } from '../core/manifest.js';
-import type { CliIo } from '../main.js';
+import type { CliIo } from '../cli.js';
 import { registerStatus } from './status.js';
 
 const run = promisify(execFile);

@@ -11,13 +11,13 @@ import { SettingError, TenantsFailedError } from '../core/errors.js';
 import { fetchAllBranches, listRemoteBranches, sourceTrailer, type GitAuth } from '../core/git.js';
 import { listStatuses, type GitHubClient, type RepoRef } from '../core/github.js';
 import { MANIFEST_PATH, parseManifest } from '../core/manifest.js';
-import { loadFleet } from '../fleet.js';
-import type { CliIo, GlobalOptions } from '../main.js';
-import { collectFleetStatus, formatStatus, formatStatusJson, type StatusReads, type TenantCommitInfo } from '../status.js';
+import { loadFleet } from '../fleet/fleet.js';
+import { fleetRoot, type CliIo } from '../cli.js';
+import { collectFleetStatus, formatStatus, formatStatusJson, type StatusReads, type TenantCommitInfo } from '../status/status.js';
 import { githubClientFromEnv, githubToken, resolveRepo, type Env } from './github-env.js';
 import { writeFile } from 'node:fs/promises';
-import { renderDashboardHtml } from '../dashboard.js';
-import { effectiveWaves } from '../rollout.js';
+import { renderDashboardHtml } from '../status/dashboard.js';
+import { effectiveWaves } from '../rollout/rollout.js';
 
 export interface GitStatusReadsOptions {
   url: string;
@@ -83,7 +83,7 @@ export function registerStatus(program: Command, io: CliIo): void {
     .option('--repo <owner/name>', 'GitHub repository holding the statuses (default: GITHUB_REPOSITORY or the origin URL)')
     .option('--fleet-url <url>', 'fleet git repository (default: FLOTILLA_FLEET_URL or the origin remote)')
     .action(async (opts: StatusCliOptions) => {
-      const root = resolve(io.cwd, program.opts<GlobalOptions>().root);
+      const root = fleetRoot(program, io);
       const fleet = await loadFleet(root);
       const client = githubClientFromEnv(io.env);
       const repo = await resolveRepo(opts.repo, io.env, root);

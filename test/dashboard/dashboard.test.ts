@@ -9,9 +9,9 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dashboardOrder, escapeHtml, renderDashboardHtml } from '../../renderer/dashboard.js';
-import { decideRollout } from '../../renderer/rollout.js';
-import type { FleetStatus, TenantStatusRow } from '../../renderer/status.js';
+import { dashboardOrder, escapeHtml, renderDashboardHtml } from '../../renderer/status/dashboard.js';
+import { decideRollout } from '../../renderer/rollout/rollout.js';
+import type { FleetStatus, TenantStatusRow } from '../../renderer/status/status.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 // The machine's closed network refuses Chromium's background connections; these keep it from trying.

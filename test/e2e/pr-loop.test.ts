@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAgentCli } from '../../agent/main.js';
-import { loadFleet } from '../../renderer/fleet.js';
+import { loadFleet } from '../../renderer/fleet/fleet.js';
 import { runCli } from '../../renderer/main.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';

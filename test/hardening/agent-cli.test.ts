@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../../renderer/core/git.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { runAgentCli, type AgentIo } from '../../agent/main.js';
 import type { ServiceState } from '../../agent/compose-runner.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../renderer/main.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { MANIFEST_PATH, parseManifest, serializeManifest, type Manifest } from '../../renderer/core/manifest.js';
 import { runAgentCli } from '../../agent/main.js';
 import type { ServiceState } from '../../agent/compose-runner.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../../renderer/core/git.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { journalPath } from '../../agent/journal.js';
 import { reconcileOnce, type ReconcileOutcome } from '../../agent/reconcile.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../../renderer/core/git.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { journalPath } from '../../agent/journal.js';
 import { pollBackoffMs, runAgentCli } from '../../agent/main.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runAgentCli } from '../../agent/main.js';
 import type { ServiceState } from '../../agent/compose-runner.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { RecordingCompose } from '../support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../support/tenant-fixture.js';

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { remoteBranchHead } from '../../renderer/core/git.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { createComposeRunner } from '../../agent/compose.js';
 import { journalPath } from '../../agent/journal.js';
 import { runAgentCli } from '../../agent/main.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hasObject, remoteBranchHead } from '../../renderer/core/git.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { reconcileOnce, type ReconcileOutcome, type StatusUpdate } from '../../agent/reconcile.js';
 import { readState } from '../../agent/state.js';

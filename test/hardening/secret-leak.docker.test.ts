@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { scanComposeText } from '../../renderer/core/compose-vars.js';
 import { remoteBranchHead } from '../../renderer/core/git.js';
 import { MANIFEST_PATH, serializeManifest, sha256, type Manifest, type ManifestHooks } from '../../renderer/core/manifest.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { createComposeRunner } from '../../agent/compose.js';
 import { runAgentCli } from '../../agent/main.js';
 import { readState } from '../../agent/state.js';

@@ -16,7 +16,7 @@ import type { KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remoteBranchHead } from '../../renderer/core/git.js';
 import { parseSigningKey, parseTrustedKeys, publicKeyLine, signCommitPayload, verifyCommitSignature } from '../../renderer/core/signing.js';
-import { publishTenants } from '../../renderer/publish.js';
+import { publishTenants } from '../../renderer/publish/publish.js';
 import { loadAgentConfig, parseAgentConfig } from '../../agent/config.js';
 import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from '../../agent/reconcile.js';
 import { runAgentCli } from '../../agent/main.js';

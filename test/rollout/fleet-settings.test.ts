@@ -3,7 +3,7 @@
 // window gives (file, key path, line, what is wrong).
 import { describe, expect, it } from 'vitest';
 import { FleetConfigError } from '../../renderer/core/errors.js';
-import { loadFleetFromFiles } from '../../renderer/fleet.js';
+import { loadFleetFromFiles } from '../../renderer/fleet/fleet.js';
 
 const FLEET = `defaults:
   imageTag: v1

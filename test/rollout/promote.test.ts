@@ -7,10 +7,11 @@ import { publishFleet } from '../../renderer/commands/publish.js';
 import { rolloutStep, type RolloutStepOptions } from '../../renderer/commands/promote.js';
 import { planRepo } from '../../renderer/commands/plan.js';
 import { gitStatusReads } from '../../renderer/commands/status.js';
-import { loadFleet } from '../../renderer/fleet.js';
-import { collectFleetStatus, formatStatus } from '../../renderer/status.js';
+import { loadFleet } from '../../renderer/fleet/fleet.js';
+import { collectFleetStatus, formatStatus } from '../../renderer/status/status.js';
 import { join } from 'node:path';
-import { runCli, type CliIo } from '../../renderer/main.js';
+import { runCli } from '../../renderer/main.js';
+import type { CliIo } from '../../renderer/cli.js';
 import { REPO, startRolloutFixture, type RolloutFixture } from './harness.js';
 
 let fx: RolloutFixture;

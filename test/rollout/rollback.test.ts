@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { Command } from 'commander';
 import { registerRollback } from '../../renderer/commands/rollback.js';
 import { planRepo } from '../../renderer/commands/plan.js';
-import type { CliIo } from '../../renderer/main.js';
+import type { CliIo } from '../../renderer/cli.js';
 import { TOKEN, startRolloutFixture, type RolloutFixture } from './harness.js';
 
 let fx: RolloutFixture;

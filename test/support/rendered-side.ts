@@ -1,7 +1,7 @@
 // One tenant's render as buildPlan reads it, from a few files and manifest fields:
 // for plan tests that need a base and a head without rendering templates.
 import type { Manifest } from '../../renderer/core/manifest.js';
-import type { RenderedSide } from '../../renderer/plan.js';
+import type { RenderedSide } from '../../renderer/plan/plan.js';
 
 export function renderedSide(slug: string, files: Record<string, string>, manifest: Partial<Manifest> = {}, paused = false): RenderedSide {
   return {
