@@ -2,6 +2,9 @@
 // GitHub-compatible statuses API): an Octokit with the retry and throttling plugins,
 // a request timeout, and errors turned into GitHubError with the token scrubbed.
 // Both the renderer (PRs, comments, status) and the agent (commit statuses) use it.
+// Gitea and Forgejo differ in places (statuses read back as `status`, page/limit paging,
+// no head filter on PR lists): `forge.ts` holds one interface over both, with the GitHub
+// side built on the functions here; new callers should take a `Forge`.
 
 import { Octokit } from 'octokit';
 import { GitHubError, SettingError } from './errors.js';
