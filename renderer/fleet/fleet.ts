@@ -266,6 +266,19 @@ function describeValue(v: unknown): string {
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
+/**
+ * For a string key given a YAML number or boolean (`imageTag: 2.10`, read as 2.1): the
+ * value as written, and how to quote it so YAML keeps it a string.
+ */
+function quoteHint(src: YamlSource, path: readonly PathSegment[], value: number | boolean): string {
+  const node = src.doc.getIn(path, true);
+  const written = isScalar(node) && typeof node.source === 'string' && node.source !== '' ? node.source : String(value);
+  const last = path[path.length - 1];
+  const quoted = JSON.stringify(written);
+  const read = written === String(value) ? '' : ` (YAML reads ${written} as ${describeValue(value)})`;
+  return `${read}; quote it to keep it text: ${typeof last === 'string' ? `${last}: ${quoted}` : `- ${quoted}`}`;
+}
+
 function schemaProblems(src: YamlSource, errors: ErrorObject[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   const seen = new Set<string>();
@@ -308,7 +321,9 @@ function schemaProblems(src: YamlSource, errors: ErrorObject[]): ConfigProblem[]
     } else if (e.keyword === 'pattern') {
       message = `${JSON.stringify(e.data)} must match ${(e.params as { pattern: string }).pattern}`;
     } else if (e.keyword === 'type') {
-      message = `must be ${String((e.params as { type: string | string[] }).type).replace(/,/g, ' or ')}, not ${describeValue(e.data)}`;
+      const expected = (e.params as { type: string | string[] }).type;
+      message = `must be ${String(expected).replace(/,/g, ' or ')}, not ${describeValue(e.data)}`;
+      if (expected === 'string' && (typeof e.data === 'number' || typeof e.data === 'boolean')) message += quoteHint(src, path, e.data);
     } else if (e.keyword === 'enum') {
       message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}, not ${describeValue(e.data)}`;
     } else if (e.keyword === 'uniqueItems') {
@@ -462,6 +477,8 @@ function resolveWaves(
   problems: ConfigProblem[],
 ): Wave[] {
   const names = new Set<string>();
+  /** Each tenant's wave so far, and how that wave took it in. */
+  const placed = new Map<string, { wave: string; how: string }>();
   return (raw ?? []).map((w, i) => {
     if (names.has(w.name))
       problems.push({ file: src.file, keyPath: `waves[${i}].name`, line: src.lineOf(['waves', i, 'name']), message: `duplicate wave name "${w.name}"` });
@@ -496,6 +513,21 @@ function resolveWaves(
           line: src.lineOf(['waves', i, 'selector']),
           message: `selector matches no tenant's labels`,
         });
+    }
+    // A tenant rolls out in one wave: in two, which one it goes in would be an accident of order.
+    for (const slug of slugs) {
+      const j = w.tenants?.indexOf(slug) ?? -1;
+      const at: PathSegment[] = j >= 0 ? ['waves', i, 'tenants', j] : ['waves', i, 'selector'];
+      const how = j >= 0 ? `by name, line ${src.lineOf(at)}` : `its labels match the selector, line ${src.lineOf(at)}`;
+      const first = placed.get(slug);
+      if (first)
+        problems.push({
+          file: src.file,
+          keyPath: formatKeyPath(at),
+          line: src.lineOf(at),
+          message: `tenant "${slug}" is in two waves: "${first.wave}" (${first.how}) and "${w.name}" (${how}); a tenant rolls out in one wave, so remove it from one`,
+        });
+      else placed.set(slug, { wave: w.name, how });
     }
     const wave: Wave = { name: w.name, tenants: slugs };
     if (w.selector) wave.selector = { ...w.selector };
