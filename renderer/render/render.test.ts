@@ -154,7 +154,8 @@ describe('compileTemplates', () => {
       compileTemplates(new Map([['nginx/conf.d/services.conf.hbs', '# services\n{{#if features.monitoring}}\nserver {}\n']])),
     );
     expect(e).toBeInstanceOf(TemplateCompileError);
-    expect(e.message).toMatch(/^templates\/nginx\/conf\.d\/services\.conf\.hbs:4: syntax error: /);
+    // The block left open is named where it opens (line 2), not where the file ends.
+    expect(e.message).toBe('templates/nginx/conf.d/services.conf.hbs:2: {{#if}} opened here is never closed (add {{/if}} where it ends)');
     const unclosed = thrown(() => compileTemplates(new Map([['a.yml.hbs', 'a: 1\nb: {{domain}\n']])));
     expect(unclosed.message).toMatch(/^templates\/a\.yml\.hbs:2: syntax error: /);
   });

@@ -28,6 +28,7 @@ import {
   type Manifest,
   type RenderedFile,
 } from '../core/manifest.js';
+import { findBlockProblem, isBlockParseError } from './template-blocks.js';
 import type { Fleet, Tenant } from '../fleet/fleet.js';
 import { canRenderTogether, renderTogether, type RenderTogether } from './render-together.js';
 
@@ -232,6 +233,10 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
         hb.precompile(ast, options);
       } catch (e) {
         const err = e as Error & { lineNumber?: number };
+        // A block left open is reported at the end of the file, a wrong close at the open
+        // only: name where the block opens, and the close that does not match it.
+        const block = isBlockParseError(err.message) ? findBlockProblem(text) : undefined;
+        if (block) throw new TemplateCompileError(`templates/${source}`, block.detail, block.line);
         const detail = err.message.replace(/ - \d+:\d+$/, '').replace(/\n/g, ' ').replace(/\s+/g, ' ');
         throw new TemplateCompileError(`templates/${source}`, `syntax error: ${detail}`, parseErrorLine(err));
       }
