@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OutputNotOursError } from '../core/errors.js';
+import { OutputNotOursError, SettingError } from '../core/errors.js';
 import { sha256 } from '../core/manifest.js';
 import type { RenderedTenant } from './render.js';
 import { RENDER_MARKER, writeRenderedTrees } from './render-out.js';
@@ -65,5 +65,23 @@ describe('writeRenderedTrees', () => {
     await writeFile(join(out, 'a/x.conf'), 'live\n');
     await expect(writeRenderedTrees(out, [tenant('a', { 'x.conf': '1\n' })])).rejects.toThrow(/x\.conf \(not written by flotilla render\)/);
     expect(await readFile(join(out, 'a/x.conf'), 'utf8')).toBe('live\n');
+  });
+
+  it('refuses, naming the path, an --out that is a file or lies under one, and writes nothing', async () => {
+    const out = await outDir();
+    await writeFile(join(out, 'notes.txt'), 'mine\n');
+    const under = await writeRenderedTrees(join(out, 'notes.txt/sub'), [tenant('a', { 'x.conf': '1\n' })]).catch((e: unknown) => e);
+    expect(under).toBeInstanceOf(SettingError);
+    expect((under as SettingError).exitCode).toBe(2);
+    expect((under as Error).message).toBe(`--out: cannot make ${join(out, 'notes.txt/sub')}: ${join(out, 'notes.txt')} is a file, not a folder`);
+    const itself = await writeRenderedTrees(join(out, 'notes.txt'), [tenant('a', { 'x.conf': '1\n' })]).catch((e: unknown) => e);
+    expect((itself as Error).message).toBe(`--out: ${join(out, 'notes.txt')} is a file, not a folder; give a folder to write the tenants into`);
+    expect(await readFile(join(out, 'notes.txt'), 'utf8')).toBe('mine\n');
+  });
+
+  it('makes an --out that does not exist yet, several folders deep', async () => {
+    const out = await outDir();
+    await writeRenderedTrees(join(out, 'new/deeper'), [tenant('a', { 'x.conf': '1\n' })]);
+    expect(await readFile(join(out, 'new/deeper/a/x.conf'), 'utf8')).toBe('1\n');
   });
 });

@@ -3,10 +3,10 @@
 // only what an earlier render wrote there: it leaves a marker listing each file it
 // wrote with its hash, and a folder holding anything else (no marker, a file the
 // marker does not list, a file changed since) is refused before any tenant is written.
-import { lstat, mkdir, readdir, readFile, rmdir, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-write.js';
-import { OutputNotOursError } from '../core/errors.js';
+import { OutputNotOursError, SettingError } from '../core/errors.js';
 import { sha256 } from '../core/manifest.js';
 import type { RenderedTenant } from './render.js';
 
@@ -102,11 +102,32 @@ async function removeEmptyParents(dir: string, rel: string): Promise<void> {
 }
 
 /**
+ * `outDir` is a folder, or can be made one: the nearest part of it that exists is a folder.
+ * @throws SettingError naming that part when it is a file (`--out notes.txt/sub`).
+ */
+async function checkOutDir(outDir: string): Promise<void> {
+  for (let path = outDir; ; path = dirname(path)) {
+    const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
+      throw e;
+    });
+    if (info?.isDirectory()) return;
+    if (info)
+      throw new SettingError(
+        '--out',
+        path === outDir ? `${outDir} is a file, not a folder; give a folder to write the tenants into` : `cannot make ${outDir}: ${path} is a file, not a folder`,
+      );
+    if (dirname(path) === path) return;
+  }
+}
+
+/**
  * Writes each tenant's files under `outDir/<slug>/`, replacing what an earlier
  * render left there. Every tenant folder is checked before any is written, so a
  * refusal changes nothing.
  */
 export async function writeRenderedTrees(outDir: string, rendered: RenderedTenant[]): Promise<void> {
+  await checkOutDir(outDir);
   const owned = new Map<string, string[]>();
   for (const tenant of rendered) owned.set(tenant.slug, await ownedFiles(join(outDir, tenant.slug)));
   for (const tenant of rendered) {
