@@ -334,3 +334,19 @@ export class AgeIdentityError extends FlotillaError {
     super(`age identity ${path}: ${detail}`);
   }
 }
+
+/**
+ * The key given to sign tenant commits with (`--signing-key`) is missing, unreadable,
+ * passphrase-protected, or not an Ed25519 private key. Names the file, never its content.
+ * A fault of the command line, not of the fleet: exit 2, as SettingError.
+ */
+export class SigningKeyError extends FlotillaError {
+  readonly code = 'SIGNING_KEY';
+  override readonly exitCode = 2;
+  constructor(
+    readonly path: string,
+    readonly detail: string,
+  ) {
+    super(`signing key ${path}: ${detail}`);
+  }
+}

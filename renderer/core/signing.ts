@@ -5,6 +5,8 @@
 // accepts what `git commit -S` makes, over the payload bytes git itself hands ssh-keygen
 // (signing.git-interop.test.ts, test/hardening/signing.test.ts).
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { SigningKeyError } from './errors.js';
 
 const MAGIC = Buffer.from('SSHSIG');
 const NAMESPACE = 'git';
@@ -126,6 +128,44 @@ export function parseSigningKey(text: string): KeyObject {
     key: { kty: 'OKP', crv: 'Ed25519', d: secret.subarray(0, 32).toString('base64url'), x: pub.toString('base64url') },
     format: 'jwk',
   });
+}
+
+/**
+ * Reads and parses the signing key at `path` (`--signing-key`, resolved by the caller).
+ * @throws SigningKeyError naming the file and what is wrong: missing, not readable, a
+ * folder, passphrase-protected, a public key, not Ed25519, or not a key at all.
+ */
+export async function readSigningKey(path: string): Promise<KeyObject> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const detail =
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? 'no such file'
+        : code === 'EISDIR'
+          ? 'is a folder, not a key file'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'cannot be read (permission denied)'
+            : `cannot be read (${code ?? (e as Error).message})`;
+    throw new SigningKeyError(path, detail);
+  }
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(text))
+    throw new SigningKeyError(path, 'the key is passphrase-protected; give an unencrypted Ed25519 key (ssh-keygen -t ed25519 -N "")');
+  if (/^\s*(ssh-[a-z0-9-]+|ecdsa-[a-z0-9-]+) AAAA/.test(text) || /-----BEGIN (PUBLIC KEY|SSH2 PUBLIC KEY)-----/.test(text))
+    throw new SigningKeyError(path, 'this is a public key; give the private key (the file without .pub)');
+  try {
+    return parseSigningKey(text);
+  } catch (e) {
+    const message = (e as Error).message;
+    if (/passphrase-protected/.test(message))
+      throw new SigningKeyError(path, 'the key is passphrase-protected; give an unencrypted Ed25519 key (ssh-keygen -t ed25519 -N "")');
+    if (/only (ssh-)?ed25519 is supported/.test(message)) throw new SigningKeyError(path, `${message.replace(/^signing key is/, 'the key is')}`);
+    // node's own errors (ERR_OSSL_...) and our wire-format ones say little to a user; name the formats taken.
+    const why = (e as NodeJS.ErrnoException).code?.startsWith('ERR_') ? '' : ` (${message})`;
+    throw new SigningKeyError(path, `not an Ed25519 private key in OpenSSH or PKCS#8 PEM format${why}`);
+  }
 }
 
 /** The `ssh-ed25519 AAAA...` line of a private key's public half (for the agent's trusted keys file). */
