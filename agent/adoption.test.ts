@@ -140,7 +140,7 @@ describe('first contact with a host Flotilla did not set up', () => {
 
     const { outcome, statuses } = await pass(compose);
 
-    expect(outcome).toEqual({ kind: 'refused', commit, description: expect.any(String), missing: [] });
+    expect(outcome).toEqual({ kind: 'refused', commit, description: expect.any(String), missing: [], undecided: ['docker-compose.yml', NGINX] });
     const description = (outcome as { description: string }).description;
     expect(description).toBe('refused: would replace 2 files it did not write: nginx/conf.d/default.conf (5,296 -> 15,695 B), +1 more; see `flotilla-agent plan`');
     // GitHub's limit for a status description.

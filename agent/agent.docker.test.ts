@@ -20,7 +20,7 @@ import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture, type TenantFixtur
 import { createComposeRunner } from './compose.js';
 import { journalPath } from './journal.js';
 import { runAgentCli } from './main.js';
-import { TEST_CRASH_VARIABLE } from './reconcile.js';
+import type { CrashPoint } from './reconcile.js';
 import { readState } from './state.js';
 import { snapshotTree } from '../test/support/tree-snapshot.js';
 
@@ -81,10 +81,11 @@ async function once(host: Host): Promise<{ code: number; log: string }> {
 }
 
 /** `flotilla-agent once` as its own process (the real entry point), with extra variables. */
-async function onceAsProcess(host: Host, extra: Record<string, string>): Promise<{ code: number | null; signal: string | null; log: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts', 'once'], {
+/** `once` as its own process, killed by SIGKILL at the crash point (test/support/agent-with-crash-point.ts). */
+async function onceAsProcess(host: Host, crashAfter: CrashPoint): Promise<{ code: number | null; signal: string | null; log: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/agent-with-crash-point.ts', crashAfter, 'once'], {
     cwd: REPO_ROOT,
-    env: { ...host.env, ...extra },
+    env: host.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -302,13 +303,13 @@ describe('a managed tenant through a life of releases', () => {
   });
 
   it.each([
-    { crashAfter: 'swap', tag: 'v1', recovery: /recover: interrupted at swapped; rolled back/ },
-    { crashAfter: 'env-patch', tag: 'v2', recovery: /recover: interrupted at env-patched; finishing/ },
+    { crashAfter: 'swap' as const, tag: 'v1', recovery: /recover: interrupted at swapped; rolled back/ },
+    { crashAfter: 'env-patch' as const, tag: 'v2', recovery: /recover: interrupted at env-patched; finishing/ },
   ])('recovers an agent killed after $crashAfter (before up) on the next start', async ({ crashAfter, tag, recovery }) => {
     const release = await acme({ imageTag: tag, requires: ['SMTP_HOST'], configText: `crash after ${crashAfter}\n` });
     const before = await runningApp('acme');
 
-    const killed = await onceAsProcess(host, { [TEST_CRASH_VARIABLE]: crashAfter });
+    const killed = await onceAsProcess(host, crashAfter);
 
     expect(killed.signal).toBe('SIGKILL');
     expect(await exists(journalPath(host.stateDir))).toBe(true);

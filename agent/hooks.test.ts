@@ -17,7 +17,7 @@ import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig } from './config.js';
 import { hookArgv, hookOutputDir, hookRunsDir, runHooks, type HookRunOptions } from './hooks.js';
 import { AGENT_RUN_VARIABLE } from './exec.js';
-import { reconcileOnce, type ReconcileOutcome } from './reconcile.js';
+import { exitCodeOf, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
 import { readState } from './state.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
@@ -265,6 +265,21 @@ describe('hooks in a reconcile pass', () => {
     const fixed = await pass(compose);
     expect(fixed.outcome.kind).toBe('applied');
     expect(await readFile(join(installDir, 'config/app.conf'), 'utf8')).toContain('version = v2');
+  });
+
+  it('records the refusal it returns when a pre-swap hook fails: one outcome, in the state and to the caller, exit 3', async () => {
+    await publish('v1');
+    const compose = new RecordingCompose({ services: HEALTHY });
+    expect((await pass(compose)).outcome.kind).toBe('applied');
+    const head = await publish('v2', { preSwap: [{ name: 'dump', run: ['sh', '-c', 'echo "pg_dump: connection refused" >&2; exit 1'] }] });
+
+    for (let poll = 0; poll < 2; poll++) {
+      const { outcome } = await pass(compose);
+      const description = 'refused: pre-swap hook dump failed: pg_dump: connection refused';
+      expect(outcome).toEqual({ kind: 'refused', commit: head, description, missing: [], hook: 'dump' });
+      expect(exitCodeOf(outcome)).toBe(3);
+      expect((await readState(stateDir)).lastAttempt).toMatchObject({ commit: head, outcome: outcome.kind, description, hook: 'dump' });
+    }
   });
 
   it('rolls back when a post-up hook fails, as a failed health check does', async () => {

@@ -19,7 +19,7 @@ import type { ComposeRunner } from './compose-runner.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { acquireAgentLocks } from './lock.js';
 import { checkCommitSigned } from './signature-check.js';
-import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
+import { exitCodeOf, isFailedPoll, reconcileOnce, type ReconcileDeps, type ReconcileOutcome } from './reconcile.js';
 import { createStatusReporter, type StatusClientOptions } from './report.js';
 import { createAgentLog, parseLogFormat, type LogFormat } from './log.js';
 import { loadHostSecrets, type HostSecrets } from './redact.js';
@@ -51,6 +51,8 @@ export interface AgentIo {
   color?: boolean;
   /** Hides host values in an error message; set once a command has its settings. */
   redact?: (text: string) => string;
+  /** Tests only: the crash hook of every pass (test/support/agent-with-crash-point.ts). */
+  crashAfter?: ReconcileDeps['crashAfter'];
 }
 
 export const EXIT_INTERNAL = 70;
@@ -119,6 +121,7 @@ async function pass(io: AgentIo, config: AgentConfig, signal?: AbortSignal, igno
     ...(ignoreWindow ? { ignoreWindow } : {}),
     hookEnv: io.env,
     secrets,
+    ...(io.crashAfter ? { crashAfter: io.crashAfter } : {}),
   });
   log(`outcome: ${outcome.kind}${'description' in outcome ? `: ${outcome.description}` : ''}`);
   return outcome;
@@ -153,13 +156,13 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
 
   program
     .command('once')
-    .description('one poll -> plan -> apply cycle; exit 0 nothing to do or applied, 3 refused, 1 failed, 2 could not run')
+    .description('one poll -> plan -> apply cycle; exit 0 nothing to do, applied or waiting for a window, 3 refused, 1 failed, 2 could not run or waiting on a fault of the host')
     .option('--now', 'apply even outside the maintenance window (emergencies)')
     .action(async (opts: { now?: boolean }) => {
       const config = await configFrom(io, envFile());
       const lock = await acquireAgentLocks(config);
       try {
-        setExit(OUTCOME_EXIT_CODES[(await pass(io, config, io.stopSignal, opts.now === true)).kind]);
+        setExit(exitCodeOf(await pass(io, config, io.stopSignal, opts.now === true)));
       } finally {
         await lock.release();
       }
@@ -209,7 +212,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
           const started = performance.now();
           const outcome = await pass(io, config, stop);
           metrics?.recordPass(outcome, (performance.now() - started) / 1000);
-          ok = outcome.kind !== 'error';
+          ok = !isFailedPoll(outcome);
         } catch (e) {
           metrics?.recordPassError();
           log(`pass failed: ${(e as Error).message}`);
@@ -492,16 +495,23 @@ export async function runAgentCli(argv: string[], io: AgentIo): Promise<number> 
   }
 }
 
-if (isEntryPoint(import.meta.url)) {
+/**
+ * The agent as a process: stdout, stderr, the environment, SIGTERM/SIGINT as the stop
+ * signal; sets the exit code. `extra` is for test entry points (a crash hook).
+ */
+export async function runAgentProcess(argv: string[], extra: Pick<AgentIo, 'crashAfter'> = {}): Promise<void> {
   const stop = new AbortController();
   process.on('SIGTERM', () => stop.abort());
   process.on('SIGINT', () => stop.abort());
-  const code = await runAgentCli(process.argv.slice(2), {
+  const code = await runAgentCli(argv, {
     stdout: (s) => void process.stdout.write(s),
     stderr: (s) => void process.stderr.write(s),
     env: process.env,
     stopSignal: stop.signal,
     color: process.stderr.isTTY === true,
+    ...extra,
   });
   process.exitCode = code;
 }
+
+if (isEntryPoint(import.meta.url)) await runAgentProcess(process.argv.slice(2));

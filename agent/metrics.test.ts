@@ -126,7 +126,7 @@ describe('agent metrics', () => {
       expect(m.get(`flotilla_agent_last_applied_info{commit="${'a'.repeat(40)}",tenant="linda"}`)).toBe(1);
       expect(m.get('flotilla_agent_seconds_since_last_successful_poll{tenant="linda"}')).toBe(60);
 
-      metrics.recordPass({ kind: 'failed', commit: 'b'.repeat(40), step: 'up', description: 'up failed; rolled back' }, 12);
+      metrics.recordPass({ kind: 'failed', commit: 'b'.repeat(40), step: 'up', description: 'up failed; rolled back', afterSwap: true }, 12);
       metrics.recordPass({ kind: 'error', description: 'git unreachable' }, 1);
       metrics.recordPassError();
       clock = new Date('2030-01-01T00:05:00Z');

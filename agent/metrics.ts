@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SettingError } from '../renderer/core/errors.js';
-import type { ReconcileOutcome } from './reconcile.js';
+import { isFailedPoll, type ReconcileOutcome } from './reconcile.js';
 
 export interface AgentMetricsOptions {
   tenant: string;
@@ -97,11 +97,14 @@ export function createAgentMetrics(opts: AgentMetricsOptions): AgentMetrics {
   return {
     registry,
     recordPass(outcome, durationSeconds) {
-      if (outcome.kind === 'error') {
+      // A fault of the host's is waited out with backoff, as an unreachable git host is.
+      if (isFailedPoll(outcome)) {
         pollFailures.inc();
         return;
       }
       lastSuccess = now();
+      // Waiting for a window: a good poll, and no apply; the drift of the applied commit was not looked at.
+      if (outcome.kind === 'waiting') return;
       if (outcome.kind === 'noop') {
         drift.set(outcome.drift.length);
         return;

@@ -16,7 +16,7 @@ import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture, type TenantFixtur
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig, type AgentConfig } from './config.js';
 import { journalPath } from './journal.js';
-import { OUTCOME_EXIT_CODES, reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
+import { exitCodeOf, isFailedPoll, reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
 import { readState } from './state.js';
 import { snapshotTree } from '../test/support/tree-snapshot.js';
 
@@ -325,7 +325,7 @@ describe('reconcileOnce', () => {
     const refused = await pass(compose, onV2);
 
     expect(refused.outcome).toMatchObject({ kind: 'refused', description: 'refused: missing ERPNEXT_VERSION', missing: ['ERPNEXT_VERSION'] });
-    expect(OUTCOME_EXIT_CODES[refused.outcome.kind]).toBe(3);
+    expect(exitCodeOf(refused.outcome)).toBe(3);
     expect(compose.calls).toEqual([]);
 
     // The last assignment wins: an emptied CUSTOM_TAG brings the default back.
@@ -343,5 +343,17 @@ describe('reconcileOnce', () => {
     const compose = new RecordingCompose({ services: HEALTHY });
     const run = await pass(compose, { FLOTILLA_COMPOSE: '/usr/bin/docker-compose' });
     expect(run.outcome.kind).toBe('applied');
+  });
+});
+
+describe('exit codes of the outcomes', () => {
+  const commit = 'a'.repeat(40);
+  it('exits a wait by what it waits for: 0 for a window, as noop; 2 for a fault of the host’s, as error, backed off from', () => {
+    const window: ReconcileOutcome = { kind: 'waiting', commit, reason: 'window', description: 'waiting for window (opens Sun 02:00)' };
+    const hostFault: ReconcileOutcome = { kind: 'waiting', commit, reason: 'host-fault', description: 'waiting: disk full, a problem on this host' };
+    expect([exitCodeOf(window), isFailedPoll(window)]).toEqual([0, false]);
+    expect([exitCodeOf(hostFault), isFailedPoll(hostFault)]).toEqual([2, true]);
+    expect([exitCodeOf({ kind: 'noop', commit, drift: [] }), exitCodeOf({ kind: 'error', description: 'git unreachable' })]).toEqual([0, 2]);
+    expect(exitCodeOf({ kind: 'failed', commit, step: 'up', description: 'up failed', afterSwap: true })).toBe(1);
   });
 });

@@ -1,8 +1,10 @@
-// One reconcile pass, as the list of steps DESIGN.md gives:
-//   recover -> detect -> fetch -> verify -> plan -> stage -> config -> pull
-//   -> journal + backup + swap -> env patch -> up -> verify health -> record -> report.
-// Every step before the swap changes nothing on the host; every failure after it
-// restores the backup and brings the old stack back up.
+// One reconcile pass, as the list of steps DESIGN.md gives (POLL_STEPS, then APPLY_STEPS):
+//   recover -> detect -> drift -> attempt? -> fetch -> verify -> window -> plan -> stage
+//   -> config -> pull -> pre-swap hooks -> swap -> env patch -> up -> health
+//   -> post-up hooks -> record -> report.
+// Each step is a function of the pass that goes on or ends it with an outcome. Every step
+// before the swap changes nothing on the host; every failure after it restores the backup
+// and brings the old stack back up. The outcome a pass returns is the one it records.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { access, rm } from 'node:fs/promises';
@@ -56,7 +58,7 @@ import { runHooks, type HookPhase } from './hooks.js';
 import type { AgentConfig } from './config.js';
 import { finishJournal, recoverFromJournal, setPhase, type Journal } from './journal.js';
 import { localFiles, type LocalFiles } from './local-files.js';
-import { readDecisions, readState, writeState, type AgentState, type DriftReport, type HostDecisions } from './state.js';
+import { readDecisions, readState, writeState, type AgentState, type AttemptRecord, type DriftReport, type HostDecisions } from './state.js';
 import type { HostSecrets } from './redact.js';
 
 /** Where a status goes: the tenant commit and, when known, the source commit it was rendered from. */
@@ -93,23 +95,608 @@ export interface ReconcileDeps {
   composeCommand?: string[];
   /** Told each manifest read and each secret generated; hides host values in hook logs (main.ts wires it to the log and outbox too). */
   secrets?: Pick<HostSecrets, 'noteManifest' | 'remember' | 'redact'>;
+  /**
+   * Tests only: told at each of CRASH_POINTS as the apply passes it.
+   * test/support/agent-with-crash-point.ts kills the process there, as a power cut would,
+   * so recovery can be shown on the real CLI. Never set in production.
+   */
+  crashAfter?: (point: CrashPoint) => void;
 }
+
+/** What a `waiting` outcome waits for: a maintenance window to open, or a fault of the host's (agent/host-fault.ts) to pass. */
+export type WaitReason = 'window' | 'host-fault';
 
 export type ReconcileOutcome =
   | { kind: 'noop'; commit: string | null; drift: DriftedFile[] }
+  /** Nothing changed on the host; the commit is tried again on the next poll. */
+  | { kind: 'waiting'; commit: string; reason: WaitReason; description: string }
   | { kind: 'applied'; commit: string; description: string }
-  | { kind: 'refused'; commit: string; description: string; missing: string[] }
-  | { kind: 'failed'; commit: string; step: string; description: string }
-  | { kind: 'error'; description: string };
+  /**
+   * Nothing changed on the host. What the host can fix makes the commit planned again on
+   * the next poll: `missing` variables (`.env`), `undecided` files (`adopt`/`accept`), a
+   * failed pre-swap `hook` (a dump that found no space, say).
+   */
+  | { kind: 'refused'; commit: string; description: string; missing: string[]; undecided?: string[]; hook?: string }
+  /**
+   * `afterSwap`: the host was changed and is rolled back; the commit is not tried again
+   * until the branch moves. A failure before the swap is retried on the next poll.
+   */
+  | { kind: 'failed'; commit: string; step: string; description: string; afterSwap: boolean }
+  /** The pass could not run. With `commit`: on that commit (git on this host), retried on the next poll. */
+  | { kind: 'error'; description: string; commit?: string };
 
-/** Exit codes of `flotilla-agent once`, one per outcome. */
-export const OUTCOME_EXIT_CODES: Record<ReconcileOutcome['kind'], number> = {
+/** Exit codes of `flotilla-agent once`, one per outcome; a `waiting` one exits by what it waits for (WAITING_EXIT_CODES). */
+export const OUTCOME_EXIT_CODES: Record<Exclude<ReconcileOutcome['kind'], 'waiting'>, number> = {
   noop: 0,
   applied: 0,
   refused: 3,
   failed: 1,
   error: 2,
 };
+
+/**
+ * A closed window is nothing to do yet (0, as `noop`); a fault of the host's is a pass
+ * that could not run (2, as `error`), and the daemon backs off before the next one.
+ */
+export const WAITING_EXIT_CODES: Record<WaitReason, number> = {
+  window: 0,
+  'host-fault': 2,
+};
+
+export function exitCodeOf(outcome: ReconcileOutcome): number {
+  return outcome.kind === 'waiting' ? WAITING_EXIT_CODES[outcome.reason] : OUTCOME_EXIT_CODES[outcome.kind];
+}
+
+/** A poll that did not get through: git unreachable, or a fault of the host's. The daemon backs off; metrics count it. */
+export function isFailedPoll(outcome: ReconcileOutcome): boolean {
+  return outcome.kind === 'error' || (outcome.kind === 'waiting' && outcome.reason === 'host-fault');
+}
+
+/**
+ * Every point of an apply at which ReconcileDeps.crashAfter is told, in apply order:
+ * after each step named so; `mid-swap` after each file of the install dir the swap
+ * replaces; `health` once the stack is verified (post-up hooks included) but before the
+ * state is recorded.
+ */
+export const CRASH_POINTS = ['stage', 'pull', 'mid-swap', 'swap', 'env-patch', 'up', 'health', 'record'] as const;
+export type CrashPoint = (typeof CRASH_POINTS)[number];
+
+/** What one pass knows, filled in step by step. */
+interface Pass {
+  readonly deps: ReconcileDeps;
+  readonly now: () => Date;
+  state: AgentState;
+  /** The branch head (detect); the commit the attempt is on. */
+  head: string;
+  /** A heal of drift on the applied commit: it does not wait for a window. */
+  heal: boolean;
+  /** A retry of a commit whose last attempt did not apply: it shows a status already, so `pending` waits until the retry gets past pull. */
+  retry: boolean;
+  /** What the last attempt on this commit said: a retry that says the same again posts no status. */
+  lastDescription?: string;
+  /** The step running; a failure is described by it. */
+  step: string;
+  fetched?: FetchedCommit;
+  plan?: ApplyPlan;
+  staged?: ComposeTarget;
+  stagedServices?: string[];
+  replacedSet?: ReplacedSet;
+  /** Set by the swap: from then on the host is changed, and a failure rolls it back. */
+  journal?: Journal;
+  healthDetail?: string;
+  applied?: Extract<ReconcileOutcome, { kind: 'applied' }>;
+  /** A fault of the host's holding this commit up, and since when (agent/host-fault.ts); recorded with the attempt. */
+  hostFault?: AgentState['hostFault'];
+}
+
+const CONTINUE = 'continue';
+/** A step goes on to the next, or ends the pass with its outcome. */
+type StepResult = typeof CONTINUE | ReconcileOutcome;
+
+/** The steps of a pass before the attempt on a commit: each returns the outcome of what goes wrong itself. */
+const POLL_STEPS: ReadonlyArray<(pass: Pass) => Promise<StepResult>> = [recoverInterrupted, detect, checkDrift, decideAttempt];
+
+interface ApplyStep {
+  name: string;
+  run: (pass: Pass) => Promise<StepResult>;
+  /** Before the swap: a shutdown request stops the pass here, nothing changed; the step is logged as it starts. */
+  checkpoint?: true;
+  /** ReconcileDeps.crashAfter is told this once the step is done. */
+  crashAfter?: CrashPoint;
+}
+
+/**
+ * The attempt on the commit, in order. A step throws what goes wrong, and concludeFailure
+ * says what it means: refused, waiting, failed (rolled back once the swap has begun).
+ */
+const APPLY_STEPS: readonly ApplyStep[] = [
+  { name: 'fetch', run: fetchCommit, checkpoint: true },
+  { name: 'verify', run: verifyCommit, checkpoint: true },
+  { name: 'window', run: waitForWindow },
+  { name: 'pending', run: reportApplying },
+  { name: 'plan', run: planOnHost, checkpoint: true },
+  { name: 'stage', run: stage, checkpoint: true, crashAfter: 'stage' },
+  { name: 'config', run: checkConfig, checkpoint: true },
+  { name: 'pull', run: pull, checkpoint: true, crashAfter: 'pull' },
+  { name: 'pre-swap hooks', run: runPreSwapHooks },
+  { name: 'pending', run: reportApplyingOnRetry },
+  // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
+  { name: 'swap', run: swap, crashAfter: 'swap' },
+  { name: 'env patch', run: patchEnv, crashAfter: 'env-patch' },
+  { name: 'up', run: up, crashAfter: 'up' },
+  { name: 'health', run: checkHealth },
+  { name: 'post-up hooks', run: runPostUpHooks, crashAfter: 'health' },
+  { name: 'record', run: recordApplied, crashAfter: 'record' },
+  { name: 'report', run: reportApplied },
+];
+
+/** One poll -> plan -> apply cycle. Never throws for a problem it can report; the outcome says what happened. */
+export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutcome> {
+  const pass: Pass = { deps, now: deps.now ?? (() => new Date()), state: {}, head: '', heal: false, retry: false, step: 'recover' };
+  for (const step of POLL_STEPS) {
+    const result = await step(pass);
+    if (result !== CONTINUE) return result;
+  }
+  try {
+    for (const step of APPLY_STEPS) {
+      pass.step = step.name;
+      if (step.checkpoint) checkpoint(pass);
+      const result = await step.run(pass);
+      if (result !== CONTINUE) return result;
+      if (step.crashAfter) deps.crashAfter?.(step.crashAfter);
+    }
+  } catch (err) {
+    return concludeFailure(pass, err);
+  }
+  throw new Error('the apply steps ended without an outcome');
+}
+
+function checkpoint(pass: Pass): void {
+  if (pass.deps.signal?.aborted) throw new AbandonedError(pass.step);
+  pass.deps.log(`${pass.step}: ${pass.head.slice(0, 12)}`);
+}
+
+// ---- the steps before the attempt
+
+/** Finishes or rolls back an apply a crash interrupted, before anything else happens. */
+async function recoverInterrupted(pass: Pass): Promise<StepResult> {
+  try {
+    pass.state = await recover(pass.deps, await readState(pass.deps.config.stateDir));
+  } catch (e) {
+    return { kind: 'error', description: `recovery failed: ${(e as Error).message}` };
+  }
+  return CONTINUE;
+}
+
+/** One protocol v2 ls-refs for the branch. */
+async function detect(pass: Pass): Promise<StepResult> {
+  const { config, log } = pass.deps;
+  let head: string | null;
+  try {
+    head = await remoteBranchHead(config.repo, config.branch, gitAuth(config), gitDepsOf(config));
+  } catch (e) {
+    log(`detect: ${(e as Error).message}`);
+    return { kind: 'error', description: `git unreachable: ${(e as Error).message}` };
+  }
+  pass.state.lastSuccessfulPoll = pass.now().toISOString();
+  if (head === null) {
+    await writeState(config.stateDir, pass.state);
+    log(`detect: branch ${config.branch} does not exist yet`);
+    return { kind: 'noop', commit: null, drift: [] };
+  }
+  pass.head = head;
+  return CONTINUE;
+}
+
+/** The head is applied already: its drift is reported, or healed (`FLOTILLA_DRIFT=heal`) by applying it again. */
+async function checkDrift(pass: Pass): Promise<StepResult> {
+  const { deps, state, head } = pass;
+  const { config, log } = deps;
+  if (head !== state.lastApplied?.commit) return CONTINUE;
+  let drift: DriftedFile[];
+  let decisions: HostDecisions;
+  try {
+    drift = await detectDrift(config.installDir, state.lastApplied.manifest);
+    decisions = await readDecisions(config.stateDir);
+  } catch (e) {
+    await writeState(config.stateDir, state);
+    return { kind: 'error', description: `drift check failed: ${(e as Error).message}` };
+  }
+  const { accepted, unaccepted } = splitAccepted(drift, decisions);
+  if (drift.length > 0) {
+    log(`drift: ${drift.map((d) => `${d.path} ${d.state}${accepted.includes(d) ? ' (accepted on this host)' : ''}`).join(', ')}`);
+    if (config.drift === 'heal' && unaccepted.length > 0) {
+      await writeState(config.stateDir, state);
+      pass.heal = true;
+      return CONTINUE;
+    }
+  }
+  await reportDrift(deps, state, head, unaccepted, accepted.map((d) => d.path));
+  await writeState(config.stateDir, state);
+  return { kind: 'noop', commit: head, drift };
+}
+
+/**
+ * Whether the last attempt on this commit lets it be tried (again).
+ * A commit that failed after the swap is not retried until the branch moves: retrying
+ * would take the stack down and up again every poll. Pre-swap failures (a registry
+ * down, a tag not pushed yet) and waits are retried. A refusal is re-planned when the
+ * host can fix it: missing variables (the operator edits `.env`), files nobody decided
+ * about (`flotilla-agent adopt` / `accept`, or the file put back by hand), a failed
+ * pre-swap hook; a history rewrite once the operator allows non-fast-forwards. Retries
+ * are quiet: the commit already shows the failure, and a status every poll would flap
+ * the PR and run into GitHub's cap of 1,000 statuses per commit and context.
+ */
+async function decideAttempt(pass: Pass): Promise<StepResult> {
+  if (pass.heal) return CONTINUE;
+  const { state, head } = pass;
+  const { config } = pass.deps;
+  const attempt = state.lastAttempt?.commit === head ? state.lastAttempt : undefined;
+  const retry =
+    attempt?.outcome === 'failed' ||
+    attempt?.outcome === 'waiting' ||
+    (attempt?.outcome === 'refused' && (attempt.missing?.length || attempt.undecided?.length || attempt.hook || config.allowNonFastForward));
+  await writeState(config.stateDir, state);
+  if (attempt && attempt.outcome !== 'applied' && !retry) return { kind: 'noop', commit: head, drift: [] };
+  if (retry) {
+    pass.retry = true;
+    pass.lastDescription = attempt.description;
+  }
+  return CONTINUE;
+}
+
+// ---- the attempt on the commit: nothing changes on the host until the swap
+
+/** A commit fetched by an earlier pass (a retry, a heal) is not fetched again. */
+async function fetchCommit({ deps: { config }, head }: Pass): Promise<StepResult> {
+  if (!(await hasObject(gitdirOf(config), head).catch(() => false)))
+    await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) }, gitDepsOf(config));
+  return CONTINUE;
+}
+
+/** Fast-forward, signature (when keys are configured), then the commit's tree and manifest. */
+async function verifyCommit(pass: Pass): Promise<StepResult> {
+  const { deps, head } = pass;
+  const { config, log } = deps;
+  const from = pass.state.lastApplied?.commit;
+  if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
+    throw new ApplyRefusedError(`${head.slice(0, 12)} does not descend from the applied ${from.slice(0, 12)} (history rewritten)`);
+  }
+  if (config.trustedKeysFile) log(`verify: ${await checkCommitSigned(gitdirOf(config), head, config.trustedKeysFile)}`);
+  pass.fetched = await readTenantCommit(config, head);
+  deps.secrets?.noteManifest(pass.fetched.manifest);
+  return CONTINUE;
+}
+
+/**
+ * Outside every maintenance window the commit waits, fetched and verified; each poll
+ * checks again. A heal restores what was already applied, so it does not wait. The
+ * host's own FLOTILLA_WINDOW wins over the windows the fleet declares for the tenant.
+ */
+async function waitForWindow(pass: Pass): Promise<StepResult> {
+  const { deps, head } = pass;
+  if (pass.heal || deps.ignoreWindow) return CONTINUE;
+  const windows = deps.config.windows ?? parseWindows(pass.fetched!.manifest.windows ?? []);
+  if (anyWindowOpen(windows, pass.now())) return CONTINUE;
+  const description = waitingForWindowDescription(windows, pass.now());
+  return conclude(pass, { kind: 'waiting', commit: head, reason: 'window', description }, 'pending');
+}
+
+const applying = (pass: Pass) => `applying ${pass.fetched!.manifest.imageTag}`;
+
+/** `pending` on a first try, as soon as the commit is known to be tried. */
+async function reportApplying(pass: Pass): Promise<StepResult> {
+  if (!pass.retry) await report(pass, 'pending', applying(pass));
+  return CONTINUE;
+}
+
+/** `pending` on a retry only once it got past what failed before (pull, the pre-swap hooks). */
+async function reportApplyingOnRetry(pass: Pass): Promise<StepResult> {
+  if (pass.retry) await report(pass, 'pending', applying(pass));
+  return CONTINUE;
+}
+
+/** The commit's tree against the install dir: what changes, env coverage, files nobody decided about. */
+async function planOnHost(pass: Pass): Promise<StepResult> {
+  const { deps, state } = pass;
+  const { config, log } = deps;
+  const fetched = pass.fetched!;
+  const envFile = await localFiles.readManaged(config.installDir, '.env');
+  const envText = envFile?.content.toString('utf8');
+  const generate = deps.generateSecret ?? defaultSecret;
+  const generatedSecrets = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).map((name) => [name, generate()]));
+  deps.secrets?.remember(Object.values(generatedSecrets));
+  const input: Parameters<typeof planApply>[0] = {
+    installDir: config.installDir,
+    manifest: fetched.manifest,
+    files: fetched.files,
+    generatedSecrets,
+    composeEnv: composeEnv(deps.hookEnv ?? process.env),
+    decisions: await readDecisions(config.stateDir),
+    drift: config.drift,
+  };
+  if (state.lastApplied) input.previousManifest = state.lastApplied.manifest;
+  if (envText !== undefined) input.envText = envText;
+  // Most patches are written the same for compose v1 and v2; only when this one is not is compose asked which it is.
+  const flavour = await flavourForPatch(envText, { ...fetched.manifest.envPatch, ...generatedSecrets }, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
+  if (flavour) input.composeFlavour = flavour;
+  const plan = await planApplyOnHost(input, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
+  pass.plan = plan;
+  for (const kept of plan.kept) log(`plan: keeping ${kept.path}: ${kept.reason}`);
+  for (const file of plan.files.filter((f) => f.foreign)) {
+    const f = file.foreign!;
+    const what = f.kind === 'unowned' ? 'not written by Flotilla' : 'changed on this host since Flotilla wrote it';
+    const decided = f.decision === 'undecided' ? `no decision${f.note ? ` (${f.note})` : ''}` : `${f.decision === 'keep' ? 'kept' : 'replaced, a copy kept'} (decided by ${f.by})`;
+    log(`plan: ${file.path}: ${what}; ${decided}`);
+  }
+  const undecided = undecidedFiles(plan);
+  if (undecided.length > 0) throw new ForeignFilesRefusedError(undecided);
+  if (plan.coverage.missing.length > 0) {
+    throw new ApplyRefusedError(`missing ${plan.coverage.missing.join(', ')}`, plan.coverage.missing);
+  }
+  const changes = plan.files.filter((f) => f.action !== 'none').map((f) => `${f.status} ${f.path}`);
+  log(`plan: ${changes.length ? changes.join(', ') : 'no file changes'}; env ${[...plan.env.changed, ...plan.env.added].join(', ') || 'unchanged'}`);
+  return CONTINUE;
+}
+
+/** The new tree, `.env` patched, beside the install dir. */
+async function stage(pass: Pass): Promise<StepResult> {
+  const staging = await stageApply(pass.plan!, stagingDirFor(pass.deps.config.installDir));
+  pass.staged = { dir: staging, project: pass.deps.config.composeProject };
+  return CONTINUE;
+}
+
+/** `compose config` on the staged tree, and the services it declares. */
+async function checkConfig(pass: Pass): Promise<StepResult> {
+  const { compose } = pass.deps;
+  await compose.config(pass.staged!);
+  const services = await compose.declaredServices?.(pass.staged!);
+  if (services) pass.stagedServices = services;
+  return CONTINUE;
+}
+
+async function pull(pass: Pass): Promise<StepResult> {
+  await pass.deps.compose.pull(pass.staged!);
+  return CONTINUE;
+}
+
+/** Pre-swap hooks see the stack as it is now (a dump captures the data before the change). */
+async function runPreSwapHooks(pass: Pass): Promise<StepResult> {
+  const { deps } = pass;
+  const manifest = pass.fetched!.manifest;
+  const preSwap = manifest.hooks?.preSwap ?? [];
+  if (preSwap.length === 0) return CONTINUE;
+  if (await hasComposeFile(deps.config.installDir)) {
+    checkpoint(pass);
+    await runManifestHooks(deps, 'preSwap', manifest);
+  } else {
+    deps.log(`pre-swap hooks: skipped ${preSwap.map((h) => h.name).join(', ')}: no stack installed yet, nothing to run them against`);
+  }
+  return CONTINUE;
+}
+
+// ---- the host changes: a failure from here on is rolled back
+
+/** Copies of replaced files not Flotilla's, the journal and backup, then the files swapped in. */
+async function swap(pass: Pass): Promise<StepResult> {
+  const { deps, head, state } = pass;
+  const { config, log } = deps;
+  const plan = pass.plan!;
+  log(`swap: ${head.slice(0, 12)}`);
+  pass.replacedSet = await keepReplacedFiles(plan, { stateDir: config.stateDir, commit: head, at: pass.now() });
+  if (pass.replacedSet) log(`keep: ${pass.replacedSet.files.map((f) => f.path).join(', ')} copied to ${pass.replacedSet.dir} before the swap replaces them`);
+  const journal = await startApplyJournal(plan, {
+    stateDir: config.stateDir,
+    targetCommit: head,
+    ...(state.lastApplied ? { fromCommit: state.lastApplied.commit } : {}),
+    stagingDir: pass.staged!.dir,
+  });
+  pass.journal = journal;
+  if (pass.stagedServices) journal.record.services = pass.stagedServices;
+  await backupAndSwap(plan, journal, swapFiles(deps, journal.record.installDir));
+  return CONTINUE;
+}
+
+async function patchEnv(pass: Pass): Promise<StepResult> {
+  const env = await patchInstalledEnv(pass.plan!, pass.journal!);
+  // Names only: the values may be host secrets.
+  pass.deps.log(`env patch: changed ${env.changed.join(', ') || 'none'}; added ${env.added.join(', ') || 'none'}`);
+  return CONTINUE;
+}
+
+/** `compose up -d`, then the containers of services an earlier Flotilla apply brought up that the files now drop. */
+async function up(pass: Pass): Promise<StepResult> {
+  const { deps, head, state } = pass;
+  const { compose, config, log } = deps;
+  const target = installTarget(config);
+  log(`up: ${head.slice(0, 12)}`);
+  await compose.up(target);
+  const stagedServices = pass.stagedServices;
+  const dropped = stagedServices ? (state.services ?? []).filter((s) => !stagedServices.includes(s)) : [];
+  if (dropped.length > 0 && compose.removeServiceContainers) {
+    const removed = await compose.removeServiceContainers(target, dropped);
+    log(`up: removed ${removed.join(', ') || 'no containers'} of ${dropped.join(', ')}, which this release no longer declares`);
+  }
+  await setPhase(pass.journal!, 'up');
+  return CONTINUE;
+}
+
+async function checkHealth(pass: Pass): Promise<StepResult> {
+  const { compose, config } = pass.deps;
+  const target = installTarget(config);
+  const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: pass.deps.healthPollMs ?? 1000, expectedServices: await compose.expectedServices?.(target) });
+  if (!health.ok) throw new ComposeStepError('health', health.detail);
+  pass.healthDetail = health.detail;
+  return CONTINUE;
+}
+
+/** Before `verified`: a crash during a post-up hook finishes the apply on restart, hooks included. */
+async function runPostUpHooks(pass: Pass): Promise<StepResult> {
+  await runManifestHooks(pass.deps, 'postUp', pass.fetched!.manifest);
+  await setPhase(pass.journal!, 'verified');
+  return CONTINUE;
+}
+
+/** The commit as applied in the state, with the drift status of the local changes it kept. */
+async function recordApplied(pass: Pass): Promise<StepResult> {
+  const { deps, head, state } = pass;
+  const fetched = pass.fetched!;
+  const description = `${fetched.manifest.imageTag} up, ${pass.healthDetail}${pass.heal ? ' (drift healed)' : ''}`;
+  const applied: NonNullable<AgentState['lastApplied']> = { commit: head, manifest: fetched.manifest, appliedAt: pass.now().toISOString() };
+  if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
+  state.lastApplied = applied;
+  if (pass.stagedServices) state.services = pass.stagedServices;
+  const kept = foreignKept(pass.plan!).map((f) => f.path);
+  if (kept.length > 0) deps.log(`kept local changes (accepted on this host): ${kept.join(', ')}`);
+  await reportDrift(deps, state, head, [], kept);
+  pass.applied = { kind: 'applied', commit: head, description };
+  await recordAttempt(pass, pass.applied);
+  return CONTINUE;
+}
+
+/** The journal closed, then `success`. */
+async function reportApplied(pass: Pass): Promise<StepResult> {
+  const applied = pass.applied!;
+  await finishJournal(pass.journal!);
+  pass.deps.log(`verified: ${applied.description}`);
+  await report(pass, 'success', applied.description);
+  return applied;
+}
+
+// ---- how an attempt ends
+
+/** The outcomes an attempt on the commit ends with; each is recorded as the commit's last attempt. */
+type AttemptOutcome = Extract<ReconcileOutcome, { kind: 'waiting' | 'applied' | 'refused' | 'failed' | 'error' }>;
+
+/** How the state keeps an outcome: a failure after the swap is `held` (not retried until the branch moves). */
+function attemptKind(outcome: AttemptOutcome): AttemptRecord['outcome'] {
+  if (outcome.kind === 'failed') return outcome.afterSwap ? 'held' : 'failed';
+  // An error on the commit (git on this host) is retried as a failure before the swap is.
+  if (outcome.kind === 'error') return 'failed';
+  return outcome.kind;
+}
+
+/** Writes the outcome as the commit's last attempt; a fault of the host's is kept only while it lasts. */
+async function recordAttempt(pass: Pass, outcome: AttemptOutcome): Promise<void> {
+  const { state } = pass;
+  state.hostFault = pass.hostFault;
+  state.lastAttempt = {
+    commit: pass.head,
+    outcome: attemptKind(outcome),
+    description: outcome.description,
+    at: pass.now().toISOString(),
+    ...(outcome.kind === 'refused' && outcome.missing.length ? { missing: outcome.missing } : {}),
+    ...(outcome.kind === 'refused' && outcome.undecided?.length ? { undecided: outcome.undecided } : {}),
+    ...(outcome.kind === 'refused' && outcome.hook ? { hook: outcome.hook } : {}),
+  };
+  await writeState(pass.deps.config.stateDir, state);
+}
+
+async function report(pass: Pass, state: CommitState, description: string): Promise<void> {
+  const update: StatusUpdate = { tenantCommit: pass.head, state, description };
+  if (pass.fetched?.sourceCommit) update.sourceCommit = pass.fetched.sourceCommit;
+  await pass.deps.report(update);
+}
+
+/**
+ * Ends the attempt with `outcome`, the one value both recorded and returned: recorded,
+ * logged, and posted as `status` unless a retry says what the last attempt said (the
+ * commit shows it already). A rollback is always posted. No status: logged only.
+ */
+async function conclude<O extends AttemptOutcome>(pass: Pass, outcome: O, status: CommitState | undefined): Promise<O> {
+  await recordAttempt(pass, outcome);
+  const { description } = outcome;
+  const rolledBack = outcome.kind === 'failed' && outcome.afterSwap;
+  if (status !== undefined && pass.retry && !rolledBack && description === pass.lastDescription) {
+    pass.deps.log(`${description} (unchanged since the last poll)`);
+    return outcome;
+  }
+  pass.deps.log(description);
+  if (status !== undefined) await report(pass, status, description);
+  return outcome;
+}
+
+async function removeStaging(pass: Pass): Promise<void> {
+  await rm(stagingDirFor(pass.deps.config.installDir), { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** What a step's failure means for the commit, and its status. */
+async function concludeFailure(pass: Pass, err: unknown): Promise<ReconcileOutcome> {
+  const { deps, head } = pass;
+  if (err instanceof AbandonedError) {
+    await removeStaging(pass);
+    deps.log(err.message);
+    return { kind: 'error', description: err.message };
+  }
+  if (err instanceof HookFailedError && err.phase === 'pre-swap') {
+    // Nothing changed, and retried next poll: the operator fixes a failing dump on the host, not in the fleet repo.
+    await removeStaging(pass);
+    return conclude(pass, { kind: 'refused', commit: head, description: `refused: ${err.message}`, missing: [], hook: err.hook }, 'failure');
+  }
+  if (err instanceof ApplyRefusedError) {
+    await removeStaging(pass);
+    const undecided = err instanceof ForeignFilesRefusedError ? err.paths : [];
+    return conclude(pass, { kind: 'refused', commit: head, description: err.message, missing: err.missing, ...(undecided.length ? { undecided } : {}) }, 'failure');
+  }
+  // The commit's own content cannot be read safely (a hostile tree or manifest): refused, not retried.
+  if (!pass.journal && (err instanceof ManifestError || err instanceof UnsafePathError || (err instanceof GitError && err.operation.startsWith('read ')))) {
+    const description = redactIfAble(deps, `refused: ${(err as Error).message}`);
+    return conclude(pass, { kind: 'refused', commit: head, description, missing: [] }, 'failure');
+  }
+  const hostFault = pass.journal ? undefined : hostFaultOf(pass.step, err);
+  if (hostFault) return waitOnHost(pass, hostFault, err);
+  return fail(pass, err);
+}
+
+/**
+ * A fault of the host's before the swap: `waiting` (posted `pending`) and retried with
+ * the daemon's backoff, until FLOTILLA_HOST_FAULT_TIMEOUT on this commit makes it a
+ * failure that names the host.
+ */
+async function waitOnHost(pass: Pass, hostFault: string, err: unknown): Promise<ReconcileOutcome> {
+  const { deps, head, state } = pass;
+  await removeStaging(pass);
+  const since = state.hostFault?.commit === head ? state.hostFault.since : pass.now().toISOString();
+  pass.hostFault = { commit: head, since };
+  const detail = redactIfAble(deps, describeFailure(pass.step, err));
+  const timeout = deps.config.hostFaultTimeoutSeconds;
+  const overdue = pass.now().getTime() - Date.parse(since) >= timeout * 1000;
+  // What the fault is and whose comes first: GitHub keeps 140 characters of a status.
+  if (overdue) {
+    const description = `${hostFault} for over ${formatSeconds(timeout)}, a problem on this host, not in the commit: ${detail}`;
+    return conclude(pass, { kind: 'failed', commit: head, step: pass.step, description, afterSwap: false }, 'failure');
+  }
+  const description = `waiting: ${hostFault}, a problem on this host, not in the commit; retrying: ${detail}`;
+  return conclude(pass, { kind: 'waiting', commit: head, reason: 'host-fault', description }, 'pending');
+}
+
+/**
+ * Any other failure. After the swap the backup is restored and the previous stack brought
+ * back, and the commit is not tried again until the branch moves; before it, the commit
+ * is retried next poll (fetch, pull...).
+ */
+async function fail(pass: Pass, err: unknown): Promise<ReconcileOutcome> {
+  const { deps, head, journal, step } = pass;
+  let description = describeFailure(step, err);
+  if (journal) {
+    try {
+      description = `${description}; ${await rollBack(deps, journal)}`;
+      // The replaced files are back in place: the copies would claim a replacement that did not happen.
+      if (pass.replacedSet) await discardReplacedSet(deps.config.stateDir, pass.replacedSet);
+    } catch (rollbackErr) {
+      description = `${describeFailure(step, err)}; ROLLBACK FAILED: ${(rollbackErr as Error).message}`;
+    }
+  } else {
+    await removeStaging(pass);
+  }
+  // Compose quotes values it cannot use; the state keeps the text too, so retries compare like with like.
+  description = redactIfAble(deps, description);
+  // Git on this host before the commit could be read: the pass could not run; no status.
+  if (err instanceof GitError && !pass.fetched) return conclude(pass, { kind: 'error', commit: head, description }, undefined);
+  return conclude(pass, { kind: 'failed', commit: head, step, description, afterSwap: journal !== undefined }, 'failure');
+}
+
+// ---- helpers
 
 class AbandonedError extends FlotillaError {
   readonly code = 'ABANDONED';
@@ -122,32 +709,15 @@ export function defaultSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** The environment variable of the crash test hook; see crashPointForTests. */
-export const TEST_CRASH_VARIABLE = 'FLOTILLA_TEST_CRASH_AFTER';
-
-/** Every step after which the crash test hook can kill the agent, in apply order. */
-export const CRASH_POINTS = ['stage', 'pull', 'mid-swap', 'swap', 'env-patch', 'up', 'health', 'record'] as const;
-export type CrashPoint = (typeof CRASH_POINTS)[number];
-
-/**
- * Test hook only: with FLOTILLA_TEST_CRASH_AFTER=<step> (one of CRASH_POINTS) the
- * process kills itself with SIGKILL right after that step, as a power cut would, so the
- * recovery path can be shown on the real CLI. `mid-swap` fires after the first file of
- * the install dir is replaced; `health` once the stack is verified but before the state
- * is recorded. Never set in production.
- */
-function crashPointForTests(step: CrashPoint): void {
-  if (process.env[TEST_CRASH_VARIABLE] === step) process.kill(process.pid, 'SIGKILL');
-}
-
-/** The file access of the swap, with the `mid-swap` crash hook when it is set. */
-function swapFilesForTests(installDir: string): LocalFiles {
-  if (process.env[TEST_CRASH_VARIABLE] !== 'mid-swap') return localFiles;
+/** The file access of the swap; tells the crash hook, when there is one, after each file of the install dir. */
+function swapFiles(deps: ReconcileDeps, installDir: string): LocalFiles {
+  const crashAfter = deps.crashAfter;
+  if (!crashAfter) return localFiles;
   return {
     ...localFiles,
     async writeManaged(root, relPath, content, mode) {
       await localFiles.writeManaged(root, relPath, content, mode);
-      if (root === installDir) crashPointForTests('mid-swap');
+      if (root === installDir) crashAfter('mid-swap');
     },
   };
 }
@@ -294,343 +864,6 @@ async function reportDrift(deps: ReconcileDeps, state: AgentState, commit: strin
   state.driftReport = next;
   deps.log(`drift status: ${next.state}: ${next.description}`);
   await deps.report({ tenantCommit: commit, state: next.state, description: next.description, context: 'drift' });
-}
-
-/** One poll -> plan -> apply cycle. Never throws for a problem it can report; the outcome says what happened. */
-export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileOutcome> {
-  const { config, log } = deps;
-  const now = deps.now ?? (() => new Date());
-  let state: AgentState;
-  try {
-    state = await readState(config.stateDir);
-    state = await recover(deps, state);
-  } catch (e) {
-    return { kind: 'error', description: `recovery failed: ${(e as Error).message}` };
-  }
-
-  // detect: one protocol v2 ls-refs for the branch.
-  let head: string | null;
-  try {
-    head = await remoteBranchHead(config.repo, config.branch, gitAuth(config), gitDepsOf(config));
-  } catch (e) {
-    log(`detect: ${(e as Error).message}`);
-    return { kind: 'error', description: `git unreachable: ${(e as Error).message}` };
-  }
-  state.lastSuccessfulPoll = now().toISOString();
-  if (head === null) {
-    await writeState(config.stateDir, state);
-    log(`detect: branch ${config.branch} does not exist yet`);
-    return { kind: 'noop', commit: null, drift: [] };
-  }
-
-  if (head === state.lastApplied?.commit) {
-    let drift: DriftedFile[];
-    let decisions: HostDecisions;
-    try {
-      drift = await detectDrift(config.installDir, state.lastApplied.manifest);
-      decisions = await readDecisions(config.stateDir);
-    } catch (e) {
-      await writeState(config.stateDir, state);
-      return { kind: 'error', description: `drift check failed: ${(e as Error).message}` };
-    }
-    const { accepted, unaccepted } = splitAccepted(drift, decisions);
-    if (drift.length > 0) {
-      log(`drift: ${drift.map((d) => `${d.path} ${d.state}${accepted.includes(d) ? ' (accepted on this host)' : ''}`).join(', ')}`);
-      if (config.drift === 'heal' && unaccepted.length > 0) {
-        await writeState(config.stateDir, state);
-        return apply(deps, state, head, { heal: true });
-      }
-    }
-    await reportDrift(deps, state, head, unaccepted, accepted.map((d) => d.path));
-    await writeState(config.stateDir, state);
-    return { kind: 'noop', commit: head, drift };
-  }
-  // A commit that failed after the swap is not retried until the branch moves: retrying
-  // would take the stack down and up again every poll. Pre-swap failures (a registry
-  // down, a tag not pushed yet) are retried. A refusal for missing variables is
-  // re-planned, because the operator fixes it on the host by editing `.env`; a history
-  // rewrite once the operator allows non-fast-forwards. Retries are quiet: the commit
-  // already shows the failure, and a status every poll would flap the PR and run into
-  // GitHub's cap of 1,000 statuses per commit and context.
-  const attempt = state.lastAttempt?.commit === head ? state.lastAttempt : undefined;
-  // So is a refusal to replace files nobody decided about: the decision is taken on the
-  // host (`flotilla-agent adopt` / `accept`, or the file put back by hand) as well as in the fleet.
-  const retry =
-    attempt?.outcome === 'failed' ||
-    (attempt?.outcome === 'refused' && (attempt.missing?.length || attempt.undecided?.length || config.allowNonFastForward));
-  if (attempt && attempt.outcome !== 'applied' && !retry) {
-    await writeState(config.stateDir, state);
-    return { kind: 'noop', commit: head, drift: [] };
-  }
-  await writeState(config.stateDir, state);
-  return apply(deps, state, head, { heal: false, ...(retry ? { quietUnless: attempt.description } : {}) });
-}
-
-async function apply(
-  deps: ReconcileDeps,
-  state: AgentState,
-  head: string,
-  /** quietUnless: a retry; no pending until it gets past pull, no status while it fails the same way. */
-  opts: { heal: boolean; quietUnless?: string },
-): Promise<ReconcileOutcome> {
-  const { config, compose, log } = deps;
-  const now = deps.now ?? (() => new Date());
-  const target = installTarget(config);
-  let fetched: FetchedCommit | undefined;
-  let step = 'fetch';
-  const checkpoint = (next: string) => {
-    step = next;
-    if (deps.signal?.aborted) throw new AbandonedError(next);
-    log(`${next}: ${head.slice(0, 12)}`);
-  };
-  const record = async (
-    outcome: 'applied' | 'refused' | 'failed' | 'held',
-    description: string,
-    missing?: string[],
-    undecided?: string[],
-    hostFault?: AgentState['hostFault'],
-  ) => {
-    // A fault of the host's is timed from its first poll on this commit; anything else ends it.
-    state.hostFault = hostFault;
-    state.lastAttempt = {
-      commit: head,
-      outcome,
-      description,
-      at: now().toISOString(),
-      ...(missing?.length ? { missing } : {}),
-      ...(undecided?.length ? { undecided } : {}),
-    };
-    await writeState(config.stateDir, state);
-  };
-  const report = async (stateName: CommitState, description: string) => {
-    const update: StatusUpdate = { tenantCommit: head, state: stateName, description };
-    if (fetched?.sourceCommit) update.sourceCommit = fetched.sourceCommit;
-    await deps.report(update);
-  };
-
-  let journal: Journal | undefined;
-  let plan: ApplyPlan | undefined;
-  let replacedSet: ReplacedSet | undefined;
-  try {
-    checkpoint('fetch');
-    // A commit fetched by an earlier pass (a retry, a heal) is not fetched again.
-    if (!(await hasObject(gitdirOf(config), head).catch(() => false)))
-      await fetchBranch(gitdirOf(config), config.repo, config.branch, { depth: 1, auth: gitAuth(config) }, gitDepsOf(config));
-    checkpoint('verify');
-    const from = state.lastApplied?.commit;
-    if (from && from !== head && !config.allowNonFastForward && !(await checkFastForward(deps, from, head))) {
-      throw new ApplyRefusedError(`${head.slice(0, 12)} does not descend from the applied ${from.slice(0, 12)} (history rewritten)`);
-    }
-    if (config.trustedKeysFile) log(`verify: ${await checkCommitSigned(gitdirOf(config), head, config.trustedKeysFile)}`);
-    fetched = await readTenantCommit(config, head);
-    deps.secrets?.noteManifest(fetched.manifest);
-    // Outside every maintenance window the commit waits, fetched and verified; a heal restores
-    // what was already applied, so it does not wait. Recorded as a pre-swap failure so each
-    // poll checks again, quietly while the description stays the same.
-    // The host's own FLOTILLA_WINDOW wins over the window the fleet declares for the tenant.
-    const windows = config.windows ?? parseWindows(fetched.manifest.windows ?? []);
-    if (!opts.heal && !deps.ignoreWindow && !anyWindowOpen(windows, now())) {
-      const description = waitingForWindowDescription(windows, now());
-      if (description !== opts.quietUnless) {
-        log(description);
-        await record('failed', description);
-        await report('pending', description);
-      }
-      return { kind: 'noop', commit: head, drift: [] };
-    }
-    const pending = `applying ${fetched.manifest.imageTag}`;
-    if (opts.quietUnless === undefined) await report('pending', pending);
-
-    checkpoint('plan');
-    const envFile = await localFiles.readManaged(config.installDir, '.env');
-    const envText = envFile?.content.toString('utf8');
-    const generate = deps.generateSecret ?? defaultSecret;
-    const generatedSecrets = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).map((name) => [name, generate()]));
-    deps.secrets?.remember(Object.values(generatedSecrets));
-    const input: Parameters<typeof planApply>[0] = {
-      installDir: config.installDir,
-      manifest: fetched.manifest,
-      files: fetched.files,
-      generatedSecrets,
-      composeEnv: composeEnv(deps.hookEnv ?? process.env),
-      decisions: await readDecisions(config.stateDir),
-      drift: config.drift,
-    };
-    if (state.lastApplied) input.previousManifest = state.lastApplied.manifest;
-    if (envText !== undefined) input.envText = envText;
-    // Most patches are written the same for compose v1 and v2; only when this one is not is compose asked which it is.
-    const flavour = await flavourForPatch(envText, { ...fetched.manifest.envPatch, ...generatedSecrets }, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
-    if (flavour) input.composeFlavour = flavour;
-    plan = await planApplyOnHost(input, deps.composeCommand ?? config.compose, deps.hookEnv ?? process.env);
-    for (const kept of plan.kept) log(`plan: keeping ${kept.path}: ${kept.reason}`);
-    for (const file of plan.files.filter((f) => f.foreign)) {
-      const f = file.foreign!;
-      const what = f.kind === 'unowned' ? 'not written by Flotilla' : 'changed on this host since Flotilla wrote it';
-      const decided = f.decision === 'undecided' ? `no decision${f.note ? ` (${f.note})` : ''}` : `${f.decision === 'keep' ? 'kept' : 'replaced, a copy kept'} (decided by ${f.by})`;
-      log(`plan: ${file.path}: ${what}; ${decided}`);
-    }
-    const undecided = undecidedFiles(plan);
-    if (undecided.length > 0) throw new ForeignFilesRefusedError(undecided);
-    if (plan.coverage.missing.length > 0) {
-      throw new ApplyRefusedError(`missing ${plan.coverage.missing.join(', ')}`, plan.coverage.missing);
-    }
-    const changes = plan.files.filter((f) => f.action !== 'none').map((f) => `${f.status} ${f.path}`);
-    log(`plan: ${changes.length ? changes.join(', ') : 'no file changes'}; env ${[...plan.env.changed, ...plan.env.added].join(', ') || 'unchanged'}`);
-
-    checkpoint('stage');
-    const staging = await stageApply(plan, stagingDirFor(config.installDir));
-    crashPointForTests('stage');
-    const staged: ComposeTarget = { dir: staging, project: config.composeProject };
-    checkpoint('config');
-    await compose.config(staged);
-    const stagedServices = await compose.declaredServices?.(staged);
-    checkpoint('pull');
-    await compose.pull(staged);
-    crashPointForTests('pull');
-    // Pre-swap hooks see the stack as it is now (a dump captures the data before the change).
-    const preSwap = fetched.manifest.hooks?.preSwap ?? [];
-    if (preSwap.length > 0) {
-      if (await hasComposeFile(config.installDir)) {
-        checkpoint('pre-swap hooks');
-        await runManifestHooks(deps, 'preSwap', fetched.manifest);
-      } else {
-        log(`pre-swap hooks: skipped ${preSwap.map((h) => h.name).join(', ')}: no stack installed yet, nothing to run them against`);
-      }
-    }
-
-    if (opts.quietUnless !== undefined) await report('pending', pending);
-    // From here on the host changes; a shutdown request waits until the apply is finished or rolled back.
-    step = 'swap';
-    log(`swap: ${head.slice(0, 12)}`);
-    replacedSet = await keepReplacedFiles(plan, { stateDir: config.stateDir, commit: head, at: now() });
-    if (replacedSet) log(`keep: ${replacedSet.files.map((f) => f.path).join(', ')} copied to ${replacedSet.dir} before the swap replaces them`);
-    journal = await startApplyJournal(plan, { stateDir: config.stateDir, targetCommit: head, ...(state.lastApplied ? { fromCommit: state.lastApplied.commit } : {}), stagingDir: staging });
-    if (stagedServices) journal.record.services = stagedServices;
-    await backupAndSwap(plan, journal, swapFilesForTests(journal.record.installDir));
-    crashPointForTests('swap');
-    step = 'env patch';
-    const env = await patchInstalledEnv(plan, journal);
-    // Names only: the values may be host secrets.
-    log(`env patch: changed ${env.changed.join(', ') || 'none'}; added ${env.added.join(', ') || 'none'}`);
-    crashPointForTests('env-patch');
-    step = 'up';
-    log(`up: ${head.slice(0, 12)}`);
-    await compose.up(target);
-    // Only services an earlier Flotilla apply brought up are removed once the files drop them.
-    const dropped = stagedServices ? (state.services ?? []).filter((s) => !stagedServices.includes(s)) : [];
-    if (dropped.length > 0 && compose.removeServiceContainers) {
-      const removed = await compose.removeServiceContainers(target, dropped);
-      log(`up: removed ${removed.join(', ') || 'no containers'} of ${dropped.join(', ')}, which this release no longer declares`);
-    }
-    await setPhase(journal, 'up');
-    crashPointForTests('up');
-    step = 'health';
-    const health = await waitHealthy(compose, target, { timeoutMs: config.healthTimeoutSeconds * 1000, pollMs: deps.healthPollMs ?? 1000, expectedServices: await compose.expectedServices?.(target) });
-    if (!health.ok) throw new ComposeStepError('health', health.detail);
-    // Before `verified`: a crash during a post-up hook finishes the apply on restart, hooks included.
-    step = 'post-up hooks';
-    await runManifestHooks(deps, 'postUp', fetched.manifest);
-    await setPhase(journal, 'verified');
-    crashPointForTests('health');
-
-    const description = `${fetched.manifest.imageTag} up, ${health.detail}${opts.heal ? ' (drift healed)' : ''}`;
-    const applied: NonNullable<AgentState['lastApplied']> = { commit: head, manifest: fetched.manifest, appliedAt: now().toISOString() };
-    if (fetched.sourceCommit) applied.sourceCommit = fetched.sourceCommit;
-    state.lastApplied = applied;
-    if (stagedServices) state.services = stagedServices;
-    const kept = foreignKept(plan).map((f) => f.path);
-    if (kept.length > 0) log(`kept local changes (accepted on this host): ${kept.join(', ')}`);
-    await reportDrift(deps, state, head, [], kept);
-    await record('applied', description);
-    crashPointForTests('record');
-    await finishJournal(journal);
-    log(`verified: ${description}`);
-    await report('success', description);
-    return { kind: 'applied', commit: head, description };
-  } catch (err) {
-    if (err instanceof AbandonedError) {
-      await rm(stagingDirFor(config.installDir), { recursive: true, force: true });
-      log(err.message);
-      return { kind: 'error', description: err.message };
-    }
-    if (err instanceof HookFailedError && err.phase === 'pre-swap') {
-      // Refused with nothing changed, but retried next poll (quietly while it fails the
-      // same way): the operator fixes a failing dump on the host, not in the fleet repo.
-      const description = `refused: ${err.message}`;
-      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
-      if (description === opts.quietUnless) {
-        log(`${description} (unchanged since the last poll)`);
-        return { kind: 'refused', commit: head, description, missing: [] };
-      }
-      log(description);
-      await record('failed', description);
-      await report('failure', description);
-      return { kind: 'refused', commit: head, description, missing: [] };
-    }
-    if (err instanceof ApplyRefusedError) {
-      const description = err.message;
-      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
-      if (description === opts.quietUnless) {
-        log(`${description} (unchanged since the last poll)`);
-        return { kind: 'refused', commit: head, description, missing: err.missing };
-      }
-      log(description);
-      await record('refused', description, err.missing, err instanceof ForeignFilesRefusedError ? err.paths : undefined);
-      await report('failure', description);
-      return { kind: 'refused', commit: head, description, missing: err.missing };
-    }
-    // The commit's own content cannot be read safely (a hostile tree or manifest): refused, not retried.
-    if (!journal && (err instanceof ManifestError || err instanceof UnsafePathError || (err instanceof GitError && err.operation.startsWith('read ')))) {
-      const description = redactIfAble(deps, `refused: ${(err as Error).message}`);
-      log(description);
-      await record('refused', description);
-      await report('failure', description);
-      return { kind: 'refused', commit: head, description, missing: [] };
-    }
-    const hostFault = journal ? undefined : hostFaultOf(step, err);
-    if (hostFault) {
-      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
-      const since = state.hostFault?.commit === head ? state.hostFault.since : now().toISOString();
-      const detail = redactIfAble(deps, describeFailure(step, err));
-      const timeout = config.hostFaultTimeoutSeconds;
-      const overdue = now().getTime() - Date.parse(since) >= timeout * 1000;
-      // What the fault is and whose comes first: GitHub keeps 140 characters of a status.
-      const description = overdue
-        ? `${hostFault} for over ${formatSeconds(timeout)}, a problem on this host, not in the commit: ${detail}`
-        : `waiting: ${hostFault}, a problem on this host, not in the commit; retrying: ${detail}`;
-      await record('failed', description, undefined, undefined, { commit: head, since });
-      if (description === opts.quietUnless) log(`${description} (unchanged since the last poll)`);
-      else {
-        log(description);
-        await report(overdue ? 'failure' : 'pending', description);
-      }
-      return overdue ? { kind: 'failed', commit: head, step, description } : { kind: 'error', description };
-    }
-    let description = describeFailure(step, err);
-    if (journal) {
-      try {
-        description = `${description}; ${await rollBack(deps, journal)}`;
-        // The replaced files are back in place: the copies would claim a replacement that did not happen.
-        if (replacedSet) await discardReplacedSet(config.stateDir, replacedSet);
-      } catch (rollbackErr) {
-        description = `${describeFailure(step, err)}; ROLLBACK FAILED: ${(rollbackErr as Error).message}`;
-      }
-    } else {
-      await rm(stagingDirFor(config.installDir), { recursive: true, force: true }).catch(() => undefined);
-    }
-    // Compose quotes values it cannot use; the state keeps the text too, so retries compare like with like.
-    description = redactIfAble(deps, description);
-    log(description);
-    // Failures before the swap (fetch, pull...) are retried next poll; after it, only a new commit is tried.
-    await record(journal ? 'held' : 'failed', description);
-    if (err instanceof GitError && !fetched) return { kind: 'error', description };
-    if (!journal && description === opts.quietUnless) {
-      log('(the same failure as on the last poll; status unchanged)');
-      return { kind: 'failed', commit: head, step, description };
-    }
-    await report('failure', description);
-    return { kind: 'failed', commit: head, step, description };
-  }
 }
 
 /**

@@ -18,7 +18,11 @@ export interface AppliedCommit {
 
 export interface AttemptRecord {
   commit: string;
-  outcome: 'applied' | 'refused' | 'failed' | 'held';
+  /**
+   * `failed`: before the swap, retried; `held`: failed after the swap and rolled back, not
+   * retried until the branch moves; `waiting`: for a window or a fault of the host's, retried.
+   */
+  outcome: 'applied' | 'refused' | 'failed' | 'held' | 'waiting';
   description: string;
   at: string;
   /** Required variables a refusal named: the host can fix those, so the commit is re-planned. */
@@ -28,6 +32,8 @@ export interface AttemptRecord {
    * the host): the decision is taken on the host or in the fleet, so the commit is re-planned.
    */
   undecided?: string[];
+  /** A pre-swap hook a refusal names: it is fixed on the host, so the commit is tried again. */
+  hook?: string;
 }
 
 /**

@@ -1,8 +1,8 @@
 // Maintenance windows in the reconcile pass, with an injected clock: outside the window
-// a new commit is fetched but held (one `pending` "waiting for window (opens …)",
-// nothing touched on the host), applied on the first poll once the window opens, and
-// applied at once with the `--now` override (ignoreWindow). Real git over the loopback
-// server; compose is recorded.
+// a new commit is fetched but held (a `waiting` outcome, recorded as it is returned; one
+// `pending` "waiting for window (opens …)", nothing touched on the host), applied on the
+// first poll once the window opens, and applied at once with the `--now` override
+// (ignoreWindow). Real git over the loopback server; compose is recorded.
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
 import { parseAgentConfig } from './config.js';
-import { reconcileOnce, type StatusUpdate } from './reconcile.js';
+import { exitCodeOf, reconcileOnce, type StatusUpdate } from './reconcile.js';
 import { readState } from './state.js';
 
 let git: GitServer;
@@ -88,16 +88,16 @@ describe('maintenance window hold', () => {
     const compose = new RecordingCompose({ services: HEALTHY });
 
     const held = await pass(compose, SATURDAY_NOON);
-    expect(held.outcome).toEqual({ kind: 'noop', commit, drift: [] });
-    expect(held.statuses).toEqual([
-      { tenantCommit: commit, sourceCommit: source, state: 'pending', description: 'waiting for window (opens Sun 02:00 Europe/Berlin (2025-06-08T00:00Z))' },
-    ]);
+    const waiting = 'waiting for window (opens Sun 02:00 Europe/Berlin (2025-06-08T00:00Z))';
+    expect(held.outcome).toEqual({ kind: 'waiting', commit, reason: 'window', description: waiting });
+    expect(exitCodeOf(held.outcome)).toBe(0);
+    expect(held.statuses).toEqual([{ tenantCommit: commit, sourceCommit: source, state: 'pending', description: waiting }]);
     expect(compose.calls).toEqual([]);
     expect(await readdir(installDir)).toEqual([]);
 
     // Polls while it is still closed say nothing new.
     const again = await pass(compose, new Date('2025-06-07T20:00:00Z'));
-    expect(again.outcome.kind).toBe('noop');
+    expect(again.outcome).toEqual(held.outcome);
     expect(again.statuses).toEqual([]);
 
     const open = await pass(compose, SUNDAY_0230_BERLIN);
@@ -111,11 +111,22 @@ describe('maintenance window hold', () => {
     const { commit } = await publish({ windows: [WINDOW] });
     const compose = new RecordingCompose({ services: HEALTHY });
     const held = await pass(compose, SATURDAY_NOON, { hostWindow: null });
-    expect(held.outcome).toEqual({ kind: 'noop', commit, drift: [] });
+    expect(held.outcome).toMatchObject({ kind: 'waiting', commit, reason: 'window' });
     expect(held.statuses[0]?.description).toMatch(/^waiting for window/);
     expect(compose.calls).toEqual([]);
     const open = await pass(compose, SUNDAY_0230_BERLIN, { hostWindow: null });
     expect(open.outcome).toMatchObject({ kind: 'applied', commit });
+  });
+
+  it('records the wait it returns: one outcome, in the state and to the caller, on every poll while closed', async () => {
+    const { commit } = await publish();
+    const compose = new RecordingCompose({ services: HEALTHY });
+    for (const at of [SATURDAY_NOON, new Date('2025-06-07T20:00:00Z')]) {
+      const { outcome } = await pass(compose, at);
+      expect(outcome.kind).toBe('waiting');
+      const recorded = (await readState(join(work, 'state'))).lastAttempt;
+      expect(recorded).toEqual({ commit, outcome: outcome.kind, description: 'description' in outcome && outcome.description, at: at.toISOString() });
+    }
   });
 
   it('applies outside the window with the --now override', async () => {

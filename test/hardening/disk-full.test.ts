@@ -107,9 +107,9 @@ describe.runIf(canMount)('a disk that fills during staging', () => {
     const full = await pass(compose);
 
     // A full disk is the host's fault, not the commit's: waited out as pending, retried (agent/host-fault.ts).
-    expect(full).toMatchObject({ kind: 'error' });
+    expect(full).toMatchObject({ kind: 'waiting', reason: 'host-fault', commit: huge });
     expect('description' in full && full.description).toMatch(/^waiting: disk full, a problem on this host, not in the commit; retrying: stage failed: .*(ENOSPC|no space left)/i);
-    expect((await readState(stateDir)).lastAttempt).toMatchObject({ commit: huge, outcome: 'failed' });
+    expect((await readState(stateDir)).lastAttempt).toMatchObject({ commit: huge, outcome: 'waiting' });
     expect(compose.ops.slice(calls)).toEqual([]);
     expect(await snapshot(installDir)).toEqual(files);
     expect((await readState(stateDir)).lastApplied?.commit).toBe(v1);

@@ -13,7 +13,7 @@ import { publishTenants } from '../../renderer/publish/publish.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { journalPath } from '../../agent/journal.js';
 import { pollBackoffMs, runAgentCli } from '../../agent/main.js';
-import { reconcileOnce, type ReconcileOutcome } from '../../agent/reconcile.js';
+import { exitCodeOf, reconcileOnce, type ReconcileOutcome } from '../../agent/reconcile.js';
 import { readState } from '../../agent/state.js';
 import type { ServiceState } from '../../agent/compose-runner.js';
 import { startGitServer, type GitRequestInfo, type GitServer } from '../support/git-server.js';
@@ -141,7 +141,7 @@ describe('the agent against a failing git host', () => {
     { fault: '500' as const, at: 'fetch', spare: 1, message: /fetch failed: .*500/ },
     { fault: 'hang' as const, at: 'detect', spare: 0, message: /git unreachable: .*no answer from the server within 1 s/ },
     { fault: 'hang' as const, at: 'fetch', spare: 1, message: /fetch failed: .*no answer from the server within 1 s/ },
-  ])('keeps the stack when the server answers $fault at $at, and applies once it is back', async ({ fault: f, spare, message }) => {
+  ])('keeps the stack when the server answers $fault at $at, and applies once it is back', async ({ fault: f, at, spare, message }) => {
     const compose = new RecordingCompose({ services: HEALTHY });
     const before = await hostOnV1WithV2Published(compose);
 
@@ -151,8 +151,12 @@ describe('the agent against a failing git host', () => {
     const failed = await pass(compose);
     gitTimeout = '10';
 
-    expect(failed.outcome.kind).toBe('error');
+    // A failed ls-refs is a pass that could not run; a failed fetch of a known head is a fault of the host's, waited out.
+    expect(failed.outcome.kind).toBe(at === 'detect' ? 'error' : 'waiting');
+    expect(exitCodeOf(failed.outcome)).toBe(2);
     expect('description' in failed.outcome && failed.outcome.description).toMatch(message);
+    // The wait is recorded as it is returned, and the commit is tried again.
+    if (failed.outcome.kind === 'waiting') expect((await readState(stateDir)).lastAttempt).toMatchObject({ outcome: 'waiting', description: failed.outcome.description });
     await expectUntouched(compose, before);
 
     fault = 'none';
@@ -217,7 +221,7 @@ describe('the agent against a failing git host', () => {
       cut = true;
       const failed = await pass(compose, url);
 
-      expect(failed.outcome.kind).toBe('error');
+      expect(failed.outcome).toMatchObject({ kind: 'waiting', reason: 'host-fault' });
       expect('description' in failed.outcome && failed.outcome.description).toMatch(/fetch failed/);
       await expectUntouched(compose, before);
 

@@ -1,10 +1,10 @@
 // kill -9 of the agent at every step of an apply, on the real engine: the private
 // dockerd and registry of the test run, Debian's docker-compose, the loopback git
-// server. For each step the real CLI (`node --import tsx agent/main.ts once`) is run with
-// FLOTILLA_TEST_CRASH_AFTER=<step> and dies by SIGKILL there; the agent is started again
-// and the host must end fully on one commit (every managed file, `.env` and the running
-// container agree with the commit the state records), with the stack up and healthy, the
-// journal gone and no staging left behind.
+// server. For each step the real CLI is run with a crash point at that step
+// (`node --import tsx test/support/agent-with-crash-point.ts <step> once`) and dies by
+// SIGKILL there; the agent is started again and the host must end fully on one commit
+// (every managed file, `.env` and the running container agree with the commit the state
+// records), with the stack up and healthy, the journal gone and no staging left behind.
 import { spawn } from 'node:child_process';
 import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { publishTenants } from '../../renderer/publish/publish.js';
 import { createComposeRunner } from '../../agent/compose.js';
 import { journalPath } from '../../agent/journal.js';
 import { runAgentCli } from '../../agent/main.js';
-import { CRASH_POINTS, TEST_CRASH_VARIABLE } from '../../agent/reconcile.js';
+import { CRASH_POINTS, type CrashPoint } from '../../agent/reconcile.js';
 import { readState } from '../../agent/state.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { docker } from '../support/images.js';
@@ -70,10 +70,10 @@ async function onceInProcess(): Promise<{ code: number; log: string }> {
   return { code, log: lines.join('') };
 }
 
-async function onceAsProcess(extra: Record<string, string>): Promise<{ code: number | null; signal: string | null; log: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts', 'once'], {
+async function onceAsProcess(crashAfter: CrashPoint): Promise<{ code: number | null; signal: string | null; log: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/agent-with-crash-point.ts', crashAfter, 'once'], {
     cwd: REPO_ROOT,
-    env: { ...env, ...extra },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -157,7 +157,7 @@ describe('kill -9 at every step of an apply', () => {
     const fromApp = await runningApp();
     const to = await publish(releases.get(from)!.tag === 'v1' ? 'v2' : 'v1');
 
-    const killed = await onceAsProcess({ [TEST_CRASH_VARIABLE]: step });
+    const killed = await onceAsProcess(step);
 
     expect(killed.signal, killed.log).toBe('SIGKILL');
     if (BEFORE_UP.has(step)) expect((await runningApp()).id).toBe(fromApp.id);
