@@ -49,6 +49,15 @@ describe('a string key given a YAML number', () => {
     );
   });
 
+  it('says it once for a window, which may be a string or a list', () => {
+    expect(messageOf({ 'fleet/tenants/linda.yaml': 'mode: managed\nwindow: 5\n' })).toBe(
+      'fleet/tenants/linda.yaml:2: window: must be string or array, not number 5; quote it to keep it text: window: "5"',
+    );
+    expect(messageOf({ 'fleet/tenants/linda.yaml': 'mode: managed\nwindow: [3]\n' })).toBe(
+      'fleet/tenants/linda.yaml:2: window[0]: must be string, not number 3; quote it to keep it text: - "3"',
+    );
+  });
+
   it('takes the quoted value', () => {
     const fleet = loadFleetFromFiles(
       new Map([

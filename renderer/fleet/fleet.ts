@@ -279,9 +279,32 @@ function quoteHint(src: YamlSource, path: readonly PathSegment[], value: number 
   return `${read}; quote it to keep it text: ${typeof last === 'string' ? `${last}: ${quoted}` : `- ${quoted}`}`;
 }
 
-function schemaProblems(src: YamlSource, errors: ErrorObject[]): ConfigProblem[] {
+/**
+ * A value none of a `oneOf`'s forms takes (`window: 5`: not a string, not a list) gives
+ * one error per form and one for the `oneOf`: keep the deepest, which say the most
+ * (`window[0]: must be string`), or else one line naming every form.
+ */
+function collapseOneOf(errors: ErrorObject[]): ErrorObject[] {
+  let out = errors;
+  for (const one of errors.filter((e) => e.keyword === 'oneOf')) {
+    const prefix = one.schemaPath.replace(/oneOf$/, 'oneOf/');
+    const branches = out.filter((e) => e !== one && e.schemaPath.startsWith(prefix) && (e.instancePath === one.instancePath || e.instancePath.startsWith(`${one.instancePath}/`)));
+    const deeper = branches.filter((e) => e.instancePath !== one.instancePath);
+    const forms = branches.filter((e) => e.keyword === 'type' && e.instancePath === one.instancePath);
+    out = out.filter((e) => e !== one && !branches.includes(e));
+    if (deeper.length > 0) out.push(...deeper);
+    else if (forms.length === branches.length && forms.length > 0) {
+      const types = forms.flatMap((e) => (e.params as { type: string | string[] }).type);
+      out.push({ ...forms[0]!, params: { type: [...new Set(types)] } });
+    } else out.push(one, ...branches);
+  }
+  return out;
+}
+
+function schemaProblems(src: YamlSource, allErrors: ErrorObject[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   const seen = new Set<string>();
+  const errors = collapseOneOf(allErrors);
   for (const e of errors) {
     const segments: PathSegment[] = e.instancePath
       .split('/')
@@ -323,7 +346,7 @@ function schemaProblems(src: YamlSource, errors: ErrorObject[]): ConfigProblem[]
     } else if (e.keyword === 'type') {
       const expected = (e.params as { type: string | string[] }).type;
       message = `must be ${String(expected).replace(/,/g, ' or ')}, not ${describeValue(e.data)}`;
-      if (expected === 'string' && (typeof e.data === 'number' || typeof e.data === 'boolean')) message += quoteHint(src, path, e.data);
+      if ((expected === 'string' || (Array.isArray(expected) && expected.includes('string'))) && (typeof e.data === 'number' || typeof e.data === 'boolean')) message += quoteHint(src, path, e.data);
     } else if (e.keyword === 'enum') {
       message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}, not ${describeValue(e.data)}`;
     } else if (e.keyword === 'uniqueItems') {
