@@ -604,3 +604,67 @@ export async function readRawCommit(gitdir: string, oid: string, deps: GitDeps =
     throw gitError(`read commit ${oid}`, gitdir, err);
   }
 }
+
+/** A commit of the local repository, as publish needs it. */
+export interface LocalCommit {
+  /** Root tree id. */
+  tree: string;
+  parents: string[];
+  message: string;
+}
+
+/**
+ * A commit of the local repository, or undefined when it is not held there (not
+ * fetched yet, or dropped with a cache). Any other failure is a GitError. `cache` is
+ * isomorphic-git's object cache: one object passed through a run reads each pack index once.
+ */
+export async function readLocalCommit(
+  gitdir: string,
+  oid: string,
+  deps: GitDeps = nodeGitDeps,
+  cache: object = {},
+): Promise<LocalCommit | undefined> {
+  try {
+    const { commit } = await git.readCommit({ fs: deps.fs, gitdir, oid, cache });
+    return { tree: commit.tree, parents: commit.parent, message: commit.message };
+  } catch (err) {
+    if (err instanceof Errors.NotFoundError) return undefined;
+    throw gitError(`read commit ${oid}`, gitdir, err);
+  }
+}
+
+/** One entry of a tree object: `type` is 'tree' for a folder, 'blob' for a file. */
+export interface LocalTreeEntry {
+  mode: string;
+  path: string;
+  oid: string;
+  type: 'blob' | 'tree' | 'commit';
+}
+
+/**
+ * The entries of a tree of the local repository, or undefined when no tree of that id
+ * is held there (missing, or another kind of object). Any other failure is thrown as
+ * isomorphic-git raised it: the caller names the operation it was part of.
+ */
+export async function readLocalTree(
+  gitdir: string,
+  oid: string,
+  deps: GitDeps = nodeGitDeps,
+  cache: object = {},
+): Promise<LocalTreeEntry[] | undefined> {
+  try {
+    return (await git.readTree({ fs: deps.fs, gitdir, oid, cache })).tree;
+  } catch (err) {
+    if (err instanceof Errors.NotFoundError || err instanceof Errors.ObjectTypeError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The commit the last fetch left for `branch` in `gitdir` (its remote-tracking ref
+ * `refs/remotes/origin/<branch>`, as FETCH_REFSPEC maps it). A missing ref is thrown as
+ * isomorphic-git raised it.
+ */
+export async function fetchedBranchHead(gitdir: string, branch: string, deps: GitDeps = nodeGitDeps): Promise<string> {
+  return git.resolveRef({ fs: deps.fs, gitdir, ref: `refs/remotes/origin/${branch}` });
+}

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCommit, DEFAULT_AUTHOR, tenantCommitMessage } from '../publish/publish.js';
+import { buildCommit, DEFAULT_AUTHOR, tenantCommitMessage } from '../publish/git-objects.js';
 import { readRawCommit } from './git.js';
 import { parseSigningKey, parseTrustedKeys, signCommitPayload, splitCommitSignature, verifyCommitSignature, type TrustedKey } from './signing.js';
 

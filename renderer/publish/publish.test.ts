@@ -14,7 +14,9 @@ import { MANIFEST_PATH, sha256, type RenderedFile } from '../core/manifest.js';
 import isogit from 'isomorphic-git';
 import { signCommitPayload } from '../core/signing.js';
 import { storePack } from '../core/receive-pack.js';
-import { buildCommit, buildTree, MAX_CACHE_PACKS, publishTenants, type PublishTenant } from './publish.js';
+import { buildCommit, buildTree } from './git-objects.js';
+import { publishTenants, type PublishTenant } from './publish.js';
+import { MAX_CACHE_PACKS } from './tree-cache.js';
 
 const execFileAsync = promisify(execFile);
 const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() };
