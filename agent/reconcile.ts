@@ -9,12 +9,15 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { access, rm } from 'node:fs/promises';
 import {
+  AgeIdentityError,
   ApplyRefusedError,
   ComposeStepError,
   FlotillaError,
   GitError,
   HookFailedError,
   ManifestError,
+  SecretDecryptError,
+  SettingError,
   UnsafePathError,
 } from '../renderer/core/errors.js';
 import {
@@ -60,6 +63,7 @@ import { finishJournal, recoverFromJournal, setPhase, type Journal } from './jou
 import { localFiles, type LocalFiles } from './local-files.js';
 import { readDecisions, readState, writeState, type AgentState, type AttemptRecord, type DriftReport, type HostDecisions } from './state.js';
 import type { HostSecrets } from './redact.js';
+import { ageIdentityPath, decryptManifestSecrets } from './secrets.js';
 
 /** Where a status goes: the tenant commit and, when known, the source commit it was rendered from. */
 export interface StatusUpdate {
@@ -177,6 +181,8 @@ interface Pass {
   /** The step running; a failure is described by it. */
   step: string;
   fetched?: FetchedCommit;
+  /** The values of the manifest's encryptedSecrets, decrypted with the host's age identity; they join the env patch. */
+  decrypted?: Record<string, string>;
   plan?: ApplyPlan;
   staged?: ComposeTarget;
   stagedServices?: string[];
@@ -212,6 +218,8 @@ interface ApplyStep {
 const APPLY_STEPS: readonly ApplyStep[] = [
   { name: 'fetch', run: fetchCommit, checkpoint: true },
   { name: 'verify', run: verifyCommit, checkpoint: true },
+  // No checkpoint: a pass without secrets logs nothing more than before.
+  { name: 'secrets', run: decryptSecrets },
   { name: 'window', run: waitForWindow },
   { name: 'pending', run: reportApplying },
   { name: 'plan', run: planOnHost, checkpoint: true },
@@ -369,6 +377,27 @@ async function verifyCommit(pass: Pass): Promise<StepResult> {
 }
 
 /**
+ * The manifest's encryptedSecrets, decrypted with the host's age identity before anything
+ * changes (agent/secrets.ts); each value is registered with the redaction. One that does
+ * not decrypt refuses the commit, naming the key (never a value); an identity file that
+ * is missing or others can read is the host's to fix: waited on, like a setting.
+ */
+async function decryptSecrets(pass: Pass): Promise<StepResult> {
+  const { deps } = pass;
+  const manifest = pass.fetched!.manifest;
+  if (Object.keys(manifest.encryptedSecrets ?? {}).length === 0) return CONTINUE;
+  try {
+    pass.decrypted = await decryptManifestSecrets(manifest, ageIdentityPath(deps.config.stateDir), deps.secrets);
+  } catch (e) {
+    if (e instanceof SecretDecryptError) throw new ApplyRefusedError(e.message);
+    if (e instanceof AgeIdentityError) throw new SettingError(`age identity ${e.path}`, e.detail);
+    throw e;
+  }
+  deps.log(`secrets: decrypted ${Object.keys(pass.decrypted).join(', ')}`);
+  return CONTINUE;
+}
+
+/**
  * Outside every maintenance window the commit waits, fetched and verified; each poll
  * checks again. A heal restores what was already applied, so it does not wait. The
  * host's own FLOTILLA_WINDOW wins over the windows the fleet declares for the tenant.
@@ -404,8 +433,11 @@ async function planOnHost(pass: Pass): Promise<StepResult> {
   const envFile = await localFiles.readManaged(config.installDir, '.env');
   const envText = envFile?.content.toString('utf8');
   const generate = deps.generateSecret ?? defaultSecret;
-  const generatedSecrets = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).map((name) => [name, generate()]));
-  deps.secrets?.remember(Object.values(generatedSecrets));
+  const decrypted = pass.decrypted ?? {};
+  // A secret set centrally is never generated: its decrypted value joins the patch instead.
+  const generated = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).filter((name) => !(name in decrypted)).map((name) => [name, generate()]));
+  deps.secrets?.remember(Object.values(generated));
+  const generatedSecrets = { ...generated, ...decrypted };
   const input: Parameters<typeof planApply>[0] = {
     installDir: config.installDir,
     manifest: fetched.manifest,
