@@ -6,10 +6,10 @@ import { readFile } from 'node:fs/promises';
 import { ComposeFileError, EnvFileError } from '../renderer/core/errors.js';
 import {
   COMPOSE_FILE_NAMES,
-  composeEnvironment,
   evaluateComposeText,
   scanComposeText,
 } from '../renderer/core/compose-vars.js';
+import { composeEnvironment } from '../renderer/core/compose-env.js';
 import { readEnvValues, type ComposeFlavour } from '../renderer/core/env-file.js';
 import { composeEnv } from './compose.js';
 

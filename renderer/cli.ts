@@ -1,8 +1,10 @@
 // What every `flotilla` command shares: where it writes, the global options, and how it
 // finds the fleet checkout. Commands import this, never main.ts, so main.ts can import
 // every command without a cycle.
+import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { SettingError } from './core/errors.js';
 
 /** Where a command writes; tests pass buffers, the real CLI passes the process streams. */
 export interface CliIo {
@@ -35,4 +37,55 @@ export function addGlobalOptions(program: Command): Command {
 export function fleetRoot(program: Command, io: Pick<CliIo, 'cwd'>): string {
   const opts = program.opts<GlobalOptions>();
   return resolve(io.cwd, opts.fleetDir ?? opts.root ?? '.');
+}
+
+export interface PlanCliOptions {
+  base?: string;
+  head?: string;
+  format: 'markdown' | 'json';
+  out?: string;
+  registryCheck: boolean;
+}
+
+/** Adds --base/--head/--no-registry-check, shared by `plan` and `comment`. */
+export function addPlanOptions(command: Command, baseRequired: boolean): Command {
+  const base = new Option('--base <ref>', 'ref the change is compared against (e.g. origin/main or a commit id)');
+  if (baseRequired) base.makeOptionMandatory();
+  return command
+    .addOption(base)
+    .option('--head <ref>', 'ref holding the change (default: the working tree)')
+    .option('--no-registry-check', 'do not ask the registry whether moved image tags exist');
+}
+
+/**
+ * Writes a command's output file (`--out`, `--html`), relative to the working directory.
+ * A path that cannot be written is the user's to fix, so it fails naming the flag and
+ * the path rather than as an internal error.
+ */
+export async function writeOutputFile(io: Pick<CliIo, 'cwd'>, flag: string, path: string, text: string): Promise<void> {
+  const file = resolve(io.cwd, path);
+  try {
+    await writeFile(file, text);
+  } catch (e) {
+    throw new SettingError(flag, `cannot write ${file}: ${fileProblem(e, 'its folder does not exist')}`, { cause: e });
+  }
+}
+
+/** Reads a file a flag names (`--file`), failing with the flag and the path when it cannot. */
+export async function readInputFile(io: Pick<CliIo, 'cwd'>, flag: string, path: string): Promise<string> {
+  const file = resolve(io.cwd, path);
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new SettingError(flag, `cannot read ${file}: ${fileProblem(e, 'no such file')}`, { cause: e });
+  }
+}
+
+function fileProblem(e: unknown, missing: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return missing;
+  if (code === 'ENOTDIR') return 'a part of the path is a file, not a folder';
+  if (code === 'EISDIR') return 'it is a folder';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return (e as Error).message;
 }

@@ -76,7 +76,7 @@ describe('flotilla check', () => {
     const r = await run(['--root', root, 'check']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('fleet/tenants/pia.yaml:2: imageTag: "" is not a valid image tag');
-    expect(r.stderr).toMatch(/templates\/nginx\/conf\.d\/api\.conf\.hbs:3: syntax error/);
+    expect(r.stderr).toMatch(/templates\/nginx\/conf\.d\/api\.conf\.hbs:2: \{\{#if\}\} opened here is never closed/);
   });
 });
 
@@ -147,5 +147,37 @@ describe('error reporting', () => {
     const r = await run(['render']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("required option '--out <dir>' not specified");
+  });
+});
+
+describe('a user mistake is a message naming what to fix, never an internal error', () => {
+  it('plan --out into a folder that does not exist names the flag and the path (exit 2)', async () => {
+    const out = join(await tempDir(), 'no-such-folder', 'plan.md');
+    const r = await run(['--fleet-dir', repoRoot, 'plan', '--base', 'HEAD', '--no-registry-check', '--out', out]);
+    expect(r).toMatchObject({ code: 2, stdout: '', stderr: `flotilla: --out: cannot write ${out}: its folder does not exist\n` });
+  });
+
+  it('comment --file that does not exist names the flag and the path (exit 2)', async () => {
+    const missing = join(await tempDir(), 'plan.md');
+    let stderr = '';
+    // The file is read before any request, so the API URL (a closed loopback port) is never used.
+    const io: CliIo = { stdout: () => undefined, stderr: (s) => void (stderr += s), cwd: repoRoot, env: { GITHUB_TOKEN: 'x', GITHUB_API_URL: 'http://127.0.0.1:9' } };
+    const code = await runCli(['--fleet-dir', repoRoot, 'comment', '--pr', '1', '--repo', 'acme/fleet', '--file', missing], io);
+    expect({ code, stderr }).toEqual({ code: 2, stderr: `flotilla: --file: cannot read ${missing}: no such file\n` });
+  });
+
+  it('takes --fleet-dir (and the older --root) for the fleet checkout, else the working directory', async () => {
+    const fleetDir = await repoWith();
+    for (const args of [['--fleet-dir', fleetDir, 'check'], ['--root', fleetDir, 'check']]) {
+      expect((await run(args)).code).toBe(0);
+    }
+    let stdout = '';
+    const io: CliIo = { stdout: (s) => void (stdout += s), stderr: () => undefined, cwd: fleetDir, env: {} };
+    expect(await runCli(['check'], io)).toBe(0);
+    expect(stdout).toMatch(/^ok: /);
+    const elsewhere = await run(['--fleet-dir', join(fleetDir, 'nope'), 'check']);
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr).toContain('fleet/fleet.yaml: file is missing');
+    expect(elsewhere.stderr).toContain(`templates/: no templates folder at ${join(fleetDir, 'nope', 'templates')}`);
   });
 });

@@ -6,7 +6,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import git from 'isomorphic-git';
-import { planRepo } from '../renderer/commands/plan.js';
+import { planRepo } from '../renderer/plan/plan-revisions.js';
 import { renderPlanMarkdown } from '../renderer/plan/plan-markdown.js';
 
 export const SAMPLE_FILE = 'docs/sample-pr-comment.md';

@@ -164,4 +164,33 @@ describe('flotilla bump', () => {
     expect((err as Error).message).toContain(server.url(bare.split('/').pop()!));
     expect((err as Error).message).not.toContain('ghs_wrong_token');
   });
+
+  it('leaves no local branch behind when the push fails, so the same bump runs again', async () => {
+    const err = await cli({ GITHUB_TOKEN: 'ghs_wrong_token_000000000000000000' }).run(['bump', 'pia', '--tag', 'v9']).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GitError);
+    expect(git(work, 'branch', '--list', 'bump/*')).toBe('');
+
+    const { run, out } = cli();
+    await run(['bump', 'pia', '--tag', 'v9']);
+    expect(out.join('')).toContain('on bump/pia-v9 and pushed it to origin\n');
+    expect(execFileSync('git', ['--git-dir', bare, 'rev-parse', 'refs/heads/bump/pia-v9'], { encoding: 'utf8' }).trim()).toBe(git(work, 'rev-parse', 'bump/pia-v9'));
+  });
+
+  it('commits without pushing with --no-push, and refuses --open-pr with it', async () => {
+    const { run, out } = cli();
+    await run(['bump', 'pia', '--tag', 'v9', '--no-push']);
+    const commit = git(work, 'rev-parse', 'bump/pia-v9');
+    expect(out.join('')).toBe(`pia: v2.10.3 -> v9\ncommitted ${commit.slice(0, 12)} on bump/pia-v9 in this checkout (not pushed); push it with: git push origin bump/pia-v9\n`);
+    expect(execFileSync('git', ['--git-dir', bare, 'for-each-ref', 'refs/heads/bump/'], { encoding: 'utf8' })).toBe('');
+    await expect(cli().run(['bump', 'linda', '--tag', 'v9', '--no-push', '--open-pr'])).rejects.toThrow(/--open-pr: a pull request needs the branch pushed/);
+  });
+
+  it('commits without pushing by default when the checkout has no origin remote', async () => {
+    git(work, 'remote', 'remove', 'origin');
+    const { run, out } = cli({});
+    await run(['bump', '--all', '--tag', 'v3']);
+    expect(git(work, 'show', 'bump/all-v3:fleet/fleet.yaml')).toContain('imageTag: v3');
+    expect(out.join('')).toContain('in this checkout (not pushed: no origin remote); push it with: git push origin bump/all-v3\n');
+  });
 });
+

@@ -1,55 +1,15 @@
-// `flotilla comment --pr N`: the plan as ONE sticky comment on the pull request,
-// found again by its hidden marker and updated in place (never a second copy),
-// and written to $GITHUB_STEP_SUMMARY when that is set.
-import { appendFile, readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+// `flotilla comment --pr N`: the plan as ONE sticky comment on the pull request
+// (plan/pr-comment.ts), and written to $GITHUB_STEP_SUMMARY when that is set.
+import { appendFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { SettingError } from '../core/errors.js';
-import { githubCall, type GitHubClient, type RepoRef } from '../core/github.js';
-import { fleetRoot, type CliIo } from '../cli.js';
-import { GITHUB_COMMENT_LIMIT, PLAN_COMMENT_MARKER, renderPlanMarkdown } from '../plan/plan-markdown.js';
-import { githubClientFromEnv, resolveRepo } from './github-env.js';
-import { addPlanOptions, planRepo, registryCheckFor, tagCheckFailure, type PlanCliOptions, type PlanRepoOptions } from './plan.js';
-
-export interface StickyCommentInput extends RepoRef {
-  issueNumber: number;
-  body: string;
-  marker?: string;
-}
-
-export interface StickyCommentResult {
-  action: 'created' | 'updated' | 'unchanged';
-  id: number;
-  url: string;
-}
-
-/**
- * Creates the comment carrying `marker`, or updates the oldest one that does.
- * An identical body is left alone (no notification, no edit history noise).
- */
-export async function upsertStickyComment(client: GitHubClient, input: StickyCommentInput): Promise<StickyCommentResult> {
-  const marker = input.marker ?? PLAN_COMMENT_MARKER;
-  const body = input.body.includes(marker) ? input.body : `${marker}\n${input.body}`;
-  if (body.length > GITHUB_COMMENT_LIMIT)
-    throw new SettingError('comment body', `${body.length} characters is over GitHub's ${GITHUB_COMMENT_LIMIT}-character limit`);
-  const { owner, repo, issueNumber } = input;
-  const where = `${owner}/${repo}#${issueNumber}`;
-  const comments = await githubCall(client, `list comments of ${where}`, (o) =>
-    o.paginate(o.rest.issues.listComments, { owner, repo, issue_number: issueNumber, per_page: 100 }),
-  );
-  const existing = comments.find((c) => (c.body ?? '').includes(marker));
-  if (existing) {
-    if (existing.body === body) return { action: 'unchanged', id: existing.id, url: existing.html_url };
-    const { data } = await githubCall(client, `update plan comment on ${where}`, (o) =>
-      o.rest.issues.updateComment({ owner, repo, comment_id: existing.id, body }),
-    );
-    return { action: 'updated', id: data.id, url: data.html_url };
-  }
-  const { data } = await githubCall(client, `comment on ${where}`, (o) =>
-    o.rest.issues.createComment({ owner, repo, issue_number: issueNumber, body }),
-  );
-  return { action: 'created', id: data.id, url: data.html_url };
-}
+import { addPlanOptions, fleetRoot, readInputFile, type CliIo, type PlanCliOptions } from '../cli.js';
+import { githubClientFromEnv, resolveRepo } from '../forge-settings.js';
+import { tagCheckFailure } from '../plan/plan.js';
+import { renderPlanMarkdown } from '../plan/plan-markdown.js';
+import { planRepo, type PlanRepoOptions } from '../plan/plan-revisions.js';
+import { upsertStickyComment } from '../plan/pr-comment.js';
+import { registryCheckFor } from '../plan/registry.js';
 
 interface CommentCliOptions extends Omit<PlanCliOptions, 'format' | 'out'> {
   pr: string;
@@ -77,7 +37,7 @@ export function registerComment(program: Command, io: CliIo): void {
     let body: string;
     let failure: Error | undefined;
     if (opts.file) {
-      body = await readFile(resolve(io.cwd, opts.file), 'utf8');
+      body = await readInputFile(io, '--file', opts.file);
     } else {
       const planOpts: PlanRepoOptions = { root, base: opts.base! };
       if (opts.head) planOpts.head = opts.head;

@@ -1,22 +1,18 @@
 // `flotilla publish`: render every tenant and commit each tree to its branch
 // (tenants/<slug>), only where the render changed; paused tenants are skipped.
-// A fleet with rollout waves publishes one wave per step (see promote.ts);
+// A fleet with rollout waves publishes one wave per step (rollout/promote.ts);
 // `--all-waves` (alias `--now`) publishes every tenant at once, for emergencies.
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { sanitizeUrl } from '../core/git.js';
-import { findTenant, loadFleet } from '../fleet/fleet.js';
-import { loadTemplates, renderFleet, renderTenant } from '../render/render.js';
-import { publishTenants, type PublishResult } from '../publish/publish.js';
-import { resolveSource } from './render.js';
-import { formatStep, rolloutStep, type RolloutStepOptions } from './promote.js';
-import { githubClientFromEnv, githubToken, resolveRepo } from './github-env.js';
+import { readSigningKey } from '../core/signing.js';
+import { loadFleet } from '../fleet/fleet.js';
 import { fleetRoot, type CliIo } from '../cli.js';
+import { githubClientFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
 import { createProgress } from '../progress.js';
-import { readFile } from 'node:fs/promises';
-import type { KeyObject } from 'node:crypto';
-import { parseSigningKey } from '../core/signing.js';
+import { publishFleet, type PublishSummary } from '../publish/publish-fleet.js';
+import { formatStep, rolloutStep, type RolloutStepOptions } from '../rollout/promote.js';
 
 interface PublishCliOptions {
   repo: string;
@@ -27,49 +23,6 @@ interface PublishCliOptions {
   allWaves?: boolean;
   now?: boolean;
   githubRepo?: string;
-}
-
-export interface PublishSummary extends PublishResult {
-  paused: string[];
-}
-
-/** Renders the fleet at `root` and publishes it; the pure parts live in render.ts and publish.ts. */
-export async function publishFleet(
-  root: string,
-  opts: {
-    repoUrl: string;
-    token?: string;
-    cacheDir: string;
-    source?: { repo?: string; commit?: string };
-    onProgress?: Parameters<typeof publishTenants>[0]['onProgress'];
-    /** Signs every tenant commit (agents with FLOTILLA_TRUSTED_KEYS apply only signed ones). */
-    signingKey?: KeyObject;
-  },
-): Promise<PublishSummary> {
-  const [fleet, templates, source] = await Promise.all([
-    loadFleet(root),
-    loadTemplates(join(root, 'templates')),
-    resolveSource(root, opts.source ?? {}),
-  ]);
-  // A manifest is committed for every host to read: never let a credential in the origin URL into it.
-  source.repo = sanitizeUrl(source.repo);
-  const rendered = renderFleet(fleet, templates, source);
-  const live = rendered.filter((t) => !t.paused);
-  const result = await publishTenants({
-    repoUrl: opts.repoUrl,
-    ...(opts.token ? { auth: { token: opts.token } } : {}),
-    workDir: opts.cacheDir,
-    tenants: live.map((t) => ({
-      slug: t.slug,
-      files: t.files,
-      renderAt: (at) => renderTenant(fleet, findTenant(fleet, t.slug)!, templates, at).files,
-    })),
-    source,
-    branchPrefix: fleet.defaults.tenantBranchPrefix,
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    ...(opts.signingKey ? { signingKey: opts.signingKey } : {}),
-  });
-  return { ...result, paused: rendered.filter((t) => t.paused).map((t) => t.slug) };
 }
 
 export function registerPublish(program: Command, io: CliIo): void {
@@ -95,7 +48,7 @@ export function registerPublish(program: Command, io: CliIo): void {
       const fleet = await loadFleet(root);
       if (fleet.waves.length > 0 && !opts.allWaves && !opts.now) {
         const step: RolloutStepOptions = { root, repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source };
-        if (opts.signingKey) step.signingKey = parseSigningKey(await readFile(resolve(io.cwd, opts.signingKey), 'utf8'));
+        if (opts.signingKey) step.signingKey = await readSigningKey(resolve(io.cwd, opts.signingKey));
         // Statuses are only read: without them no tenant has reported, so only a first wave goes.
         if (githubToken(io.env)) step.github = { client: githubClientFromEnv(io.env), repo: await resolveRepo(opts.githubRepo, io.env, root) };
         io.stdout(formatStep(await rolloutStep(step)));
@@ -111,7 +64,7 @@ export function registerPublish(program: Command, io: CliIo): void {
           cacheDir,
           source,
           onProgress: (e) => progress.update(e.phase, e.done, e.total, e.slug),
-          ...(opts.signingKey ? { signingKey: parseSigningKey(await readFile(resolve(io.cwd, opts.signingKey), 'utf8')) } : {}),
+          ...(opts.signingKey ? { signingKey: await readSigningKey(resolve(io.cwd, opts.signingKey)) } : {}),
         });
       } finally {
         progress.stop();

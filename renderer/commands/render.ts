@@ -1,38 +1,13 @@
 // `flotilla render`: write rendered tenant trees to a scratch directory, one
 // folder per tenant, to look at or diff by hand (the seeds' render-for-instance).
-import * as nodeFs from 'node:fs';
 import { join, resolve } from 'node:path';
-import git from 'isomorphic-git';
 import type { Command } from 'commander';
 import { SettingError } from '../core/errors.js';
 import { loadFleet } from '../fleet/fleet.js';
-import { loadTemplates, renderFleet, type RenderSource } from '../render/render.js';
+import { loadTemplates, renderFleet } from '../render/render.js';
 import { writeRenderedTrees } from '../render/render-out.js';
+import { resolveSource } from '../repo.js';
 import { fleetRoot, type CliIo } from '../cli.js';
-
-/**
- * The source the manifests name: given explicitly, else the HEAD commit and
- * origin URL of the repo at `root`, else placeholders saying there is none.
- */
-export async function resolveSource(root: string, given: { repo?: string; commit?: string } = {}): Promise<RenderSource> {
-  let commit = given.commit;
-  let repo = given.repo;
-  if (commit === undefined) {
-    try {
-      commit = await git.resolveRef({ fs: nodeFs, dir: root, ref: 'HEAD' });
-    } catch {
-      commit = 'uncommitted';
-    }
-  }
-  if (repo === undefined) {
-    try {
-      repo = ((await git.getConfig({ fs: nodeFs, dir: root, path: 'remote.origin.url' })) as string | undefined) ?? root;
-    } catch {
-      repo = root;
-    }
-  }
-  return { repo, commit };
-}
 
 interface RenderOptions {
   tenant?: string[];

@@ -141,12 +141,36 @@ describe('flotilla status', () => {
     const { run, out } = cli();
     await run(['status', '--json']).catch(() => undefined);
     const json = JSON.parse(out.join(''));
-    expect(json.summary).toEqual({ converged: 1, pending: 0, failed: 1, paused: 1, 'never reported': 1 });
+    expect(json.summary).toEqual({ converged: 1, pending: 0, failed: 1, paused: 1, 'never reported': 1, unknown: 0 });
     expect(json.tenants.find((t: { slug: string }) => t.slug === 'marcelle')).toMatchObject({
       head: heads.marcelle,
       source: SOURCE,
       state: 'failure',
       verdict: 'failed',
     });
+  });
+
+  it('works without a GitHub token: branches and published commits from git, statuses shown as unavailable', async () => {
+    const out: string[] = [];
+    const io: CliIo & { isTTY: boolean } = {
+      stdout: (s) => out.push(s),
+      stderr: (s) => out.push(s),
+      cwd: work,
+      // Only the fleet repository's token: no GITHUB_TOKEN, no API URL, no repository name.
+      env: { FLOTILLA_GIT_TOKEN: TOKEN },
+      isTTY: true,
+    };
+    const program = new Command('flotilla').option('--root <dir>', '', '.').exitOverride();
+    registerStatus(program, io);
+    await program.parseAsync(['status'], { from: 'user' });
+    const text = out.join('');
+    const line = (slug: string) => text.split('\n').find((l) => l.startsWith(`${slug} `)) ?? '';
+    expect(line('bnkops')).toMatch(new RegExp(`^bnkops\\s+v2\\.10\\.3\\s+v2\\.10\\.3\\s+${heads.bnkops!.slice(0, 7)}\\s+ccccccc\\s+unknown\\s+-\\s+-\\s+-$`));
+    expect(line('marcelle')).toMatch(/\sunknown\s/);
+    expect(line('pia')).toMatch(/\sv2\.10\.2\s.*\spaused\s/);
+    expect(line('trbh')).toMatch(/^trbh\s+v2\.10\.3\s+-\s+-\s+-\s+never reported/);
+    expect(text).toContain(
+      '\n0 converged, 0 pending, 0 failed, 1 paused, 1 never reported, 2 unknown (statuses unavailable: no FLOTILLA_GITHUB_TOKEN or GITHUB_TOKEN set)\n',
+    );
   });
 });

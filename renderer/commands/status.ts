@@ -1,71 +1,19 @@
 // `flotilla status [--json]`: per tenant the desired tag, the head of its branch
 // (one ls-refs on the fleet repo) and its Flotilla-Source, and the latest
-// `flotilla/<slug>` commit status. Exits non-zero when any tenant failed.
-import * as nodeFs from 'node:fs';
+// `flotilla/<slug>` commit status. Exits non-zero when any tenant failed. Without a
+// token it still shows branches and published commits, with the statuses unavailable.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import git from 'isomorphic-git';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { SettingError, TenantsFailedError } from '../core/errors.js';
-import { fetchAllBranches, listRemoteBranches, sourceTrailer, type GitAuth } from '../core/git.js';
-import { listStatuses, type GitHubClient, type RepoRef } from '../core/github.js';
-import { MANIFEST_PATH, parseManifest } from '../core/manifest.js';
+import { TenantsFailedError } from '../core/errors.js';
 import { loadFleet } from '../fleet/fleet.js';
-import { fleetRoot, type CliIo } from '../cli.js';
-import { collectFleetStatus, formatStatus, formatStatusJson, type StatusReads, type TenantCommitInfo } from '../status/status.js';
-import { githubClientFromEnv, githubToken, resolveRepo, type Env } from './github-env.js';
-import { writeFile } from 'node:fs/promises';
-import { renderDashboardHtml } from '../status/dashboard.js';
+import { fleetRoot, writeOutputFile, type CliIo } from '../cli.js';
+import { githubClientFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
 import { effectiveWaves } from '../rollout/rollout.js';
-
-export interface GitStatusReadsOptions {
-  url: string;
-  auth?: GitAuth;
-  /** Bare repository the tenant heads are fetched into (depth 1). */
-  gitdir: string;
-  client: GitHubClient;
-  repo: RepoRef;
-}
-
-/** Reads from the fleet git repo and the GitHub statuses API. */
-export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
-  let fetched: Promise<void> | undefined;
-  const listed = new Map<string, ReturnType<typeof listStatuses>>();
-  const fs = nodeFs;
-  return {
-    listBranches: (prefix) => listRemoteBranches(opts.url, prefix, opts.auth),
-    async readTenantCommit(oid): Promise<TenantCommitInfo> {
-      // One fetch of every branch tip serves every tenant.
-      fetched ??= fetchAllBranches(opts.gitdir, opts.url, opts.auth ? { auth: opts.auth } : {});
-      await fetched;
-      const { commit } = await git.readCommit({ fs, gitdir: opts.gitdir, oid });
-      const info: TenantCommitInfo = { source: sourceTrailer(commit.message) };
-      try {
-        const { blob } = await git.readBlob({ fs, gitdir: opts.gitdir, oid, filepath: MANIFEST_PATH });
-        info.imageTag = parseManifest(Buffer.from(blob).toString('utf8')).imageTag;
-      } catch {
-        // no readable manifest: the published tag is simply unknown
-      }
-      return info;
-    },
-    async latestStatus(sha, context) {
-      // A tenant's status and its drift status come from one list call per commit.
-      let statuses = listed.get(sha);
-      if (!statuses) listed.set(sha, (statuses = listStatuses(opts.client, { ...opts.repo, ref: sha })));
-      return (await statuses).find((s) => s.context === context);
-    },
-  };
-}
-
-async function fleetUrl(given: string | undefined, env: Env, root: string): Promise<string> {
-  const url =
-    given ??
-    env.FLOTILLA_FLEET_URL ??
-    ((await git.getConfig({ fs: nodeFs, dir: root, path: 'remote.origin.url' }).catch(() => undefined)) as string | undefined);
-  if (!url) throw new SettingError('--fleet-url', 'give the fleet repository URL (or set FLOTILLA_FLEET_URL, or an origin remote)');
-  return url;
-}
+import { renderDashboardHtml } from '../status/dashboard.js';
+import { collectFleetStatus, formatStatus, formatStatusJson } from '../status/status.js';
+import { fleetUrl, gitStatusReads, type GitStatusReadsOptions } from '../status/status-reads.js';
 
 interface StatusCliOptions {
   json?: boolean;
@@ -85,15 +33,18 @@ export function registerStatus(program: Command, io: CliIo): void {
     .action(async (opts: StatusCliOptions) => {
       const root = fleetRoot(program, io);
       const fleet = await loadFleet(root);
-      const client = githubClientFromEnv(io.env);
-      const repo = await resolveRepo(opts.repo, io.env, root);
-      const url = await fleetUrl(opts.fleetUrl, io.env, root);
       const token = githubToken(io.env);
+      const github = token ? { client: githubClientFromEnv(io.env), repo: await resolveRepo(opts.repo, io.env, root) } : undefined;
+      const url = await fleetUrl(opts.fleetUrl, io.env, root);
       const gitdir = await mkdtemp(join(tmpdir(), 'flotilla-status-'));
       let status;
       try {
-        const readsOpts: GitStatusReadsOptions = { url, gitdir, client, repo };
-        if (token) readsOpts.auth = { token };
+        const readsOpts: GitStatusReadsOptions = github
+          ? { url, gitdir, github }
+          : { url, gitdir, statusesUnavailable: 'no FLOTILLA_GITHUB_TOKEN or GITHUB_TOKEN set' };
+        // The fleet repo may take its own token (as publish and promote do); else the forge's.
+        const gitToken = io.env.FLOTILLA_GIT_TOKEN || token;
+        if (gitToken) readsOpts.auth = { token: gitToken };
         status = await collectFleetStatus(fleet, gitStatusReads(readsOpts));
       } finally {
         await rm(gitdir, { recursive: true, force: true });
@@ -101,7 +52,7 @@ export function registerStatus(program: Command, io: CliIo): void {
       const tty = (io as CliIo & { isTTY?: boolean }).isTTY ?? process.stdout.isTTY === true;
       io.stdout(opts.json ? formatStatusJson(status) : formatStatus(status, { tty }));
       if (opts.html) {
-        await writeFile(resolve(io.cwd, opts.html), renderDashboardHtml(status, { generatedAt: new Date(), waves: effectiveWaves(fleet) }));
+        await writeOutputFile(io, '--html', opts.html, renderDashboardHtml(status, { generatedAt: new Date(), waves: effectiveWaves(fleet) }));
       }
       const failed = status.tenants.filter((t) => t.verdict === 'failed').map((t) => t.slug);
       if (failed.length > 0) throw new TenantsFailedError(failed);

@@ -6,13 +6,13 @@ import { ComposeFileError, EnvFileError } from './errors.js';
 import {
   InvalidInterpolationError,
   MissingRequiredVariableError,
-  composeEnvironment,
   evaluateComposeText,
   interpolate,
   missingVariables,
   scanComposeText,
   scanInterpolation,
 } from './compose-vars.js';
+import { composeEnvironment } from './compose-env.js';
 
 // Vectors transcribed from compose-go, docker/compose and the compose spec (see the
 // README beside them). Kept in the repo under test/conformance/; the shared copy is

@@ -186,8 +186,9 @@ export class SettingError extends FlotillaError {
   constructor(
     readonly setting: string,
     readonly detail: string,
+    options?: { cause?: unknown },
   ) {
-    super(`${setting}: ${detail}`);
+    super(`${setting}: ${detail}`, options);
   }
 }
 

@@ -1,11 +1,8 @@
-// `flotilla bump`: move tenants (or the fleet default) to a new image tag.
-// `planBump` is pure (file text in, file text out, through the yaml Document API
-// so comments and layout stay); `commitBump` writes one commit on a new branch
-// without touching the working tree or the checked-out branch.
-import * as nodeFs from 'node:fs';
-import git from 'isomorphic-git';
+// The edits of `flotilla bump`: move tenants (or the fleet default) to a new image
+// tag. Pure: file text in, file text out, through the yaml Document API so comments
+// and layout stay; rollout/bump-branch.ts commits them.
 import { isMap, isScalar, parseDocument } from 'yaml';
-import { FleetConfigError, GitError, SettingError } from '../core/errors.js';
+import { FleetConfigError, SettingError } from '../core/errors.js';
 import { FLEET_FILE, IMAGE_TAG_PATTERN, TENANTS_DIR, loadFleetFromFiles, type Fleet } from './fleet.js';
 
 export interface TagMove {
@@ -146,77 +143,4 @@ export function noOpMessage(plan: BumpPlan): string {
   if (plan.alreadyThere.length > 0) parts.push(`already on ${plan.tag}: ${plan.alreadyThere.join(', ')}`);
   if (plan.pinned.length > 0) parts.push(`pinned to their own tag: ${plan.pinned.map((p) => `${p.slug} (${p.tag})`).join(', ')}`);
   return `nothing to bump: ${parts.join('; ')}; no branch or pull request created`;
-}
-
-// ---- git -----------------------------------------------------------------
-
-export interface CommitBumpOptions {
-  /** Working checkout (its .git is used; the working tree is not touched). */
-  dir: string;
-  /** Commit the branch starts from. */
-  parent: string;
-  branch: string;
-  /** Repo-relative path -> new content. */
-  edits: Map<string, string>;
-  message: string;
-  author: { name: string; email: string };
-  fs?: typeof nodeFs;
-}
-
-/** Replaces (or adds) the files in `edits` under `treeOid`, writing new trees bottom-up. */
-async function rewriteTree(
-  fs: typeof nodeFs,
-  dir: string,
-  treeOid: string | undefined,
-  edits: Map<string, string>,
-): Promise<string> {
-  const entries = treeOid ? (await git.readTree({ fs, dir, oid: treeOid })).tree : [];
-  const here = new Map(entries.map((e) => [e.path, e]));
-  const byChild = new Map<string, Map<string, string>>();
-  for (const [path, content] of edits) {
-    const slash = path.indexOf('/');
-    if (slash === -1) {
-      const oid = await git.writeBlob({ fs, dir, blob: Buffer.from(content, 'utf8') });
-      const mode = here.get(path)?.mode === '100755' ? '100755' : '100644';
-      here.set(path, { path, oid, mode, type: 'blob' });
-    } else {
-      const child = path.slice(0, slash);
-      const rest = byChild.get(child) ?? new Map<string, string>();
-      rest.set(path.slice(slash + 1), content);
-      byChild.set(child, rest);
-    }
-  }
-  for (const [child, rest] of byChild) {
-    const existing = here.get(child);
-    const oid = await rewriteTree(fs, dir, existing?.type === 'tree' ? existing.oid : undefined, rest);
-    here.set(child, { path: child, oid, mode: '040000', type: 'tree' });
-  }
-  return git.writeTree({ fs, dir, tree: [...here.values()] });
-}
-
-/** Writes one commit with `edits` on top of `parent` to a new local branch; returns its id. */
-export async function commitBump(opts: CommitBumpOptions): Promise<string> {
-  const fs = opts.fs ?? nodeFs;
-  const { dir, branch } = opts;
-  try {
-    const exists = await git
-      .resolveRef({ fs, dir, ref: `refs/heads/${branch}` })
-      .then(() => true)
-      .catch(() => false);
-    if (exists) throw new GitError('branch', dir, `branch ${branch} already exists; delete it (git branch -D ${branch}) or bump to another tag`);
-    const { commit } = await git.readCommit({ fs, dir, oid: opts.parent });
-    const tree = await rewriteTree(fs, dir, commit.tree, opts.edits);
-    const timestamp = Math.floor(Date.now() / 1000);
-    const who = { ...opts.author, timestamp, timezoneOffset: 0 };
-    const oid = await git.writeCommit({
-      fs,
-      dir,
-      commit: { message: opts.message, tree, parent: [opts.parent], author: who, committer: who },
-    });
-    await git.writeRef({ fs, dir, ref: `refs/heads/${branch}`, value: oid });
-    return oid;
-  } catch (e) {
-    if (e instanceof GitError) throw e;
-    throw new GitError(`commit ${branch}`, dir, (e as Error).message, { cause: e });
-  }
 }

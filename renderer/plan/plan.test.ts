@@ -1,18 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { renderedSide } from '../../test/support/rendered-side.js';
-import { GitError } from '../core/errors.js';
 import type { Manifest } from '../core/manifest.js';
 import { loadFleetFromFiles, type Fleet } from '../fleet/fleet.js';
 import {
   buildPlan,
   envChanges,
   planExitCode,
-  readFleetFilesAtRef,
-  readFleetFilesFromDir,
   taggedImages,
   type RegistryCheck,
   type RenderedSide,
@@ -253,77 +246,5 @@ describe('envChanges', () => {
 describe('taggedImages', () => {
   it('leaves out images pinned to their own tag', () => {
     expect(taggedImages(FLEET)).toEqual(['127.0.0.1:5000/flotilla/changemaker-admin', '127.0.0.1:5000/flotilla/changemaker-api']);
-  });
-});
-
-describe('reading fleet inputs', () => {
-  const dirs: string[] = [];
-  afterEach(async () => {
-    await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-  });
-
-  async function repoWith(files: Record<string, string>): Promise<{ dir: string; git: (...args: string[]) => string }> {
-    const dir = await mkdtemp(join(tmpdir(), 'flotilla-plan-'));
-    dirs.push(dir);
-    const git = (...args: string[]) =>
-      execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: dir, encoding: 'utf8' }).trim();
-    git('init', '-q', '-b', 'main');
-    await writeFiles(dir, files);
-    return { dir, git };
-  }
-
-  async function writeFiles(dir: string, files: Record<string, string>) {
-    for (const [path, content] of Object.entries(files)) {
-      await mkdir(dirname(join(dir, path)), { recursive: true });
-      await writeFile(join(dir, path), content);
-    }
-  }
-
-  it('reads fleet/ and templates/ at a branch, a commit id (full or short) and HEAD, ignoring other folders', async () => {
-    const { dir, git } = await repoWith({
-      'fleet/fleet.yaml': 'v: 1\n',
-      'fleet/tenants/a.yaml': 'mode: managed\n',
-      'templates/nginx/site.conf.hbs': 'server {}\n',
-      'README.md': 'not an input\n',
-    });
-    git('add', '-A');
-    git('commit', '-q', '-m', 'first');
-    const first = git('rev-parse', 'HEAD');
-    git('checkout', '-q', '-b', 'feature');
-    await writeFiles(dir, { 'fleet/fleet.yaml': 'v: 2\n' });
-    git('commit', '-q', '-am', 'second');
-
-    const atMain = await readFleetFilesAtRef(dir, 'main');
-    expect(atMain.commit).toBe(first);
-    expect([...atMain.files]).toEqual([
-      ['fleet/fleet.yaml', 'v: 1\n'],
-      ['fleet/tenants/a.yaml', 'mode: managed\n'],
-      ['templates/nginx/site.conf.hbs', 'server {}\n'],
-    ]);
-    expect((await readFleetFilesAtRef(dir, first.slice(0, 8))).commit).toBe(first);
-    expect((await readFleetFilesAtRef(dir, first)).files.get('fleet/fleet.yaml')).toBe('v: 1\n');
-    expect((await readFleetFilesAtRef(dir, 'HEAD')).files.get('fleet/fleet.yaml')).toBe('v: 2\n');
-  });
-
-  it('finds remote-tracking branches by their short name (origin/main)', async () => {
-    const { dir, git } = await repoWith({ 'fleet/fleet.yaml': 'v: 1\n' });
-    git('add', '-A');
-    git('commit', '-q', '-m', 'first');
-    git('update-ref', 'refs/remotes/origin/main', 'HEAD');
-    expect((await readFleetFilesAtRef(dir, 'origin/main')).files.get('fleet/fleet.yaml')).toBe('v: 1\n');
-  });
-
-  it('names the revision it cannot find and says to fetch history', async () => {
-    const { dir, git } = await repoWith({ 'fleet/fleet.yaml': 'v: 1\n' });
-    git('add', '-A');
-    git('commit', '-q', '-m', 'first');
-    const err = await readFleetFilesAtRef(dir, 'origin/nope').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GitError);
-    expect((err as Error).message).toMatch(/unknown revision "origin\/nope".*fetch-depth/);
-  });
-
-  it('reads the working tree including uncommitted edits', async () => {
-    const { dir } = await repoWith({ 'fleet/fleet.yaml': 'v: 3\n', 'templates/env.hbs': 'A=1\n', 'agent/x.ts': '' });
-    expect([...(await readFleetFilesFromDir(dir)).files.keys()]).toEqual(['fleet/fleet.yaml', 'templates/env.hbs']);
   });
 });

@@ -2,13 +2,9 @@
 // compares the base render with the head render and is pure apart from the
 // injected registry check; `readFleetFilesAtRef` / `readFleetFilesFromDir`
 // fetch the inputs. plan-markdown.ts turns the report into the PR comment.
-import * as nodeFs from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import git from 'isomorphic-git';
 import { fileChanges, type FileChange } from '../core/diff.js';
 import { COMPOSE_FILE_NAMES, evaluateComposeText } from '../core/compose-vars.js';
-import { ComposeFileError, GitError } from '../core/errors.js';
+import { ComposeFileError, RegistryError } from '../core/errors.js';
 import { byCodeUnits, describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from '../core/manifest.js';
 import type { Fleet, Tenant } from '../fleet/fleet.js';
 
@@ -392,117 +388,11 @@ export function planExitCode(report: PlanReport): number {
 
 // ---- reading the inputs -------------------------------------------------
 
-/** The folders a render reads. */
-export const PLAN_INPUT_DIRS = ['fleet', 'templates'] as const;
-
-export interface FleetFiles {
-  /** Repo-relative path -> UTF-8 content, for every file under fleet/ and templates/. */
-  files: Map<string, string>;
-  /** Repo-relative path -> permission bits (0o644 or 0o755). */
-  modes: Map<string, number>;
-}
-
-export interface FilesAtRef extends FleetFiles {
-  commit: string;
-}
-
-/**
- * Resolves a ref the way a user types it on a checkout: a branch, `origin/main`,
- * a tag, HEAD, a full or abbreviated commit id.
- */
-export async function resolveCommit(dir: string, ref: string, fs: typeof nodeFs = nodeFs): Promise<string> {
-  const candidates = [ref, `refs/remotes/${ref}`, `refs/tags/${ref}`];
-  for (const candidate of candidates) {
-    try {
-      const oid = await git.resolveRef({ fs, dir, ref: candidate });
-      // An annotated tag points at a tag object; plan wants the commit.
-      const { oid: commit } = await git.readCommit({ fs, dir, oid: await peel(fs, dir, oid) });
-      return commit;
-    } catch {
-      // try the next spelling
-    }
-  }
-  if (/^[0-9a-f]{4,39}$/i.test(ref)) {
-    try {
-      return await git.expandOid({ fs, dir, oid: ref.toLowerCase() });
-    } catch {
-      // fall through to the error below
-    }
-  }
-  throw new GitError('resolve', dir, `unknown revision ${JSON.stringify(ref)} (fetch it first: plan needs the history, e.g. fetch-depth: 0)`);
-}
-
-async function peel(fs: typeof nodeFs, dir: string, oid: string): Promise<string> {
-  const { type, object } = await git.readObject({ fs, dir, oid, format: 'parsed' });
-  if (type === 'tag') return peel(fs, dir, (object as { object: string }).object);
-  return oid;
-}
-
-/** Blob texts by object id, for reading two revisions that share most files. */
-export type BlobTexts = Map<string, string>;
-
-/** Every file under fleet/ and templates/ at `ref` of the repository in `dir`. */
-export async function readFleetFilesAtRef(
-  dir: string,
-  ref: string,
-  fs: typeof nodeFs = nodeFs,
-  blobs: BlobTexts = new Map(),
-): Promise<FilesAtRef> {
-  const commit = await resolveCommit(dir, ref, fs);
-  const files = new Map<string, string>();
-  const modes = new Map<string, number>();
-  const cache = {};
-  const walk = async (treeOid: string, prefix: string): Promise<void> => {
-    const { tree } = await git.readTree({ fs, dir, oid: treeOid, cache });
-    for (const entry of tree) {
-      const path = `${prefix}${entry.path}`;
-      if (entry.type === 'tree') await walk(entry.oid, `${path}/`);
-      else if (entry.type === 'blob' && entry.mode !== '120000') {
-        let text = blobs.get(entry.oid);
-        if (text === undefined) {
-          const { blob } = await git.readBlob({ fs, dir, oid: entry.oid, cache });
-          text = Buffer.from(blob).toString('utf8');
-          blobs.set(entry.oid, text);
-        }
-        files.set(path, text);
-        modes.set(path, entry.mode === '100755' ? 0o755 : 0o644);
-      }
-    }
-  };
-  try {
-    const { commit: c } = await git.readCommit({ fs, dir, oid: commit, cache });
-    const { tree: root } = await git.readTree({ fs, dir, oid: c.tree, cache });
-    for (const top of PLAN_INPUT_DIRS) {
-      const entry = root.find((e) => e.path === top && e.type === 'tree');
-      if (entry) await walk(entry.oid, `${top}/`);
-    }
-  } catch (e) {
-    throw new GitError(`read ${ref}`, dir, (e as Error).message, { cause: e });
-  }
-  return { commit, files: new Map([...files].sort(([a], [b]) => byCodeUnits(a, b))), modes };
-}
-
-/** Every file under fleet/ and templates/ in the working tree at `dir`. */
-export async function readFleetFilesFromDir(dir: string): Promise<FleetFiles> {
-  const files = new Map<string, string>();
-  const modes = new Map<string, number>();
-  const walk = async (rel: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(join(dir, rel), { withFileTypes: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    for (const entry of entries) {
-      const path = `${rel}/${entry.name}`;
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile()) {
-        files.set(path, await readFile(join(dir, path), 'utf8'));
-        modes.set(path, ((await stat(join(dir, path))).mode & 0o111) !== 0 ? 0o755 : 0o644);
-      }
-    }
-  };
-  for (const top of PLAN_INPUT_DIRS) await walk(top);
-  return { files: new Map([...files].sort(([a], [b]) => byCodeUnits(a, b))), modes };
+/** The error `plan` exits with after printing a plan whose tag check failed. */
+export function tagCheckFailure(report: PlanReport): RegistryError | undefined {
+  const failed = report.tagChecks.filter((c) => c.result !== 'present');
+  if (failed.length === 0) return undefined;
+  const first = failed[0]!;
+  const what = failed.map((c) => `${c.image}:${c.tag} ${c.result === 'missing' ? 'is missing' : 'could not be checked'}`);
+  return new RegistryError(`${first.image}:${first.tag}`, `image tag check failed: ${what.join('; ')}`);
 }

@@ -2,7 +2,8 @@
 // (Docker registry HTTP API v2), following the registry's bearer-token challenge
 // when it sends one. Nothing is pulled; `fetch` is injected so tests and
 // proxies can point it anywhere.
-import { RegistryError } from '../core/errors.js';
+import { FlotillaError, RegistryError } from '../core/errors.js';
+import type { RegistryCheck } from './plan.js';
 import { IMAGE_TAG_PATTERN } from '../fleet/fleet.js';
 
 /** Every manifest type a tag may point at: multi-arch indexes and single manifests, OCI and Docker. */
@@ -169,4 +170,26 @@ export async function tagExists(image: string, tag: string, opts: TagExistsOptio
   if (res.status === 401 || res.status === 403)
     throw new RegistryError(image, `registry refused access to ${ref.name} (HTTP ${res.status}); check registry credentials`);
   throw new RegistryError(image, `HEAD manifests/${tag} answered HTTP ${res.status}`);
+}
+
+/** Registry credentials from FLOTILLA_REGISTRY_USERNAME / FLOTILLA_REGISTRY_PASSWORD, when both are set. */
+export function registryCredentials(env: Record<string, string | undefined>): RegistryCredentials | undefined {
+  const username = env.FLOTILLA_REGISTRY_USERNAME;
+  const password = env.FLOTILLA_REGISTRY_PASSWORD;
+  return username && password ? { username, password } : undefined;
+}
+
+/** The registry check plan uses: tagExists, with any failure reported as an error result. */
+export function registryCheckFor(env: Record<string, string | undefined>, doFetch?: typeof fetch): RegistryCheck {
+  const credentials = registryCredentials(env);
+  return async (image, tag) => {
+    try {
+      const opts: Parameters<typeof tagExists>[2] = {};
+      if (credentials) opts.credentials = credentials;
+      if (doFetch) opts.fetch = doFetch;
+      return (await tagExists(image, tag, opts)) ? 'present' : 'missing';
+    } catch (e) {
+      return { error: e instanceof FlotillaError ? e.message : String(e) };
+    }
+  };
 }

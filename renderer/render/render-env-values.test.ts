@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkRepo } from '../commands/check.js';
+import { checkRepo } from '../fleet/check.js';
 import { patchEnvText, readEnvValues } from '../core/env-file.js';
 import { EnvFileError, FleetConfigError, RenderedOutputError } from '../core/errors.js';
 import { loadFleetFromFiles } from '../fleet/fleet.js';

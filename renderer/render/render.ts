@@ -276,7 +276,15 @@ export function compileTemplates(files: Map<string, string>, modes: Map<string, 
 export async function loadTemplates(dir: string): Promise<TemplateSet> {
   const files = new Map<string, string>();
   const modes = new Map<string, number>();
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  let entries;
+  try {
+    entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new TemplateCompileError('templates/', `no templates folder at ${dir}; is this a fleet checkout (--fleet-dir)?`);
+    throw e;
+  }
   for (const entry of entries) {
     if (!entry.isFile()) continue;
     const full = join(entry.parentPath, entry.name);

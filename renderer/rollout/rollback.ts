@@ -13,7 +13,7 @@ import { FleetConfigError, SettingError } from '../core/errors.js';
 import type { RenderedFile } from '../core/manifest.js';
 import { setYamlScalar } from '../fleet/bump.js';
 import { loadFleetFromFiles, TENANTS_DIR, type Fleet, type Tenant } from '../fleet/fleet.js';
-import type { FleetFiles } from '../plan/plan.js';
+import type { FleetFiles } from '../repo.js';
 import { compileTemplates, renderTenant, type TemplateSet } from '../render/render.js';
 
 export interface RollbackPlan {

@@ -17,12 +17,12 @@ export interface DashboardOptions {
 /** A wave's state from its tenants' verdicts: any failure halts it, any tenant in flight keeps it going. */
 export function waveStateOf(verdicts: TenantVerdict[]): WaveState {
   if (verdicts.includes('failed')) return 'halted';
-  if (verdicts.some((v) => v === 'pending' || v === 'never reported')) return 'in progress';
+  if (verdicts.some((v) => v === 'pending' || v === 'never reported' || v === 'unknown')) return 'in progress';
   return 'done';
 }
 
 /** What needs a person first: failures, then work in flight, then the quiet rest. */
-const VERDICT_ORDER: TenantVerdict[] = ['failed', 'pending', 'never reported', 'paused', 'converged'];
+const VERDICT_ORDER: TenantVerdict[] = ['failed', 'pending', 'unknown', 'never reported', 'paused', 'converged'];
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -38,6 +38,7 @@ const VERDICT_COLOURS: Record<TenantVerdict, string> = {
   failed: '#b42318',
   pending: '#b54708',
   'never reported': '#475467',
+  unknown: '#475467',
   paused: '#6941c6',
   converged: '#067647',
 };

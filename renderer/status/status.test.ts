@@ -76,7 +76,7 @@ describe('collectFleetStatus', () => {
       ['soroush', 'pending'],
       ['trbh', 'never reported'],
     ]);
-    expect(status.counts).toEqual({ converged: 1, pending: 2, failed: 1, paused: 1, 'never reported': 1 });
+    expect(status.counts).toEqual({ converged: 1, pending: 2, failed: 1, paused: 1, 'never reported': 1, unknown: 0 });
     expect(status.tenants[2]).toMatchObject({
       desiredTag: 'v2.10.3',
       head: sha('3'),
@@ -96,7 +96,7 @@ describe('collectFleetStatus', () => {
           ? { id: 2, targetUrl: null, state: 'failure', context, description: '1 local change: nginx/conf.d/api.conf (modified)', createdAt: '2026-05-22T19:59:00Z' }
           : s === sha('3') && context === 'flotilla/marcelle/drift'
             ? { id: 3, targetUrl: null, state: 'success', context, description: 'no local changes', createdAt: '2026-05-22T19:59:00Z' }
-            : base.latestStatus(s, context),
+            : base.latestStatus!(s, context),
     };
     const status = await collectFleetStatus(FLEET, drifted);
     const bnkops = status.tenants.find((t) => t.slug === 'bnkops')!;

@@ -5,7 +5,8 @@ import type { CommitState, CommitStatus } from '../core/github.js';
 import { WAITING_FOR_WINDOW } from '../core/window.js';
 import type { Fleet } from '../fleet/fleet.js';
 
-export type TenantVerdict = 'converged' | 'pending' | 'failed' | 'paused' | 'never reported';
+/** `unknown`: published, but the statuses could not be read (no token), so nobody can say how the host is. */
+export type TenantVerdict = 'converged' | 'pending' | 'failed' | 'paused' | 'never reported' | 'unknown';
 
 export interface TenantCommitInfo {
   /** The `Flotilla-Source:` trailer: the fleet commit this tenant commit was rendered from. */
@@ -36,6 +37,8 @@ export interface TenantStatusRow {
    * It never changes the verdict: a hand edit on one host must not halt a rollout.
    */
   drift?: { state: CommitState; description: string | null };
+  /** The statuses could not be read, so the state is not known (see FleetStatus.statusesUnavailable). */
+  statusUnknown?: boolean;
 }
 
 export interface FleetStatus {
@@ -45,14 +48,18 @@ export interface FleetStatus {
   held: string[];
   /** The `flotilla/rollout` status promote posts: halted (and why) or in progress; absent when complete or unknown. */
   rollout?: { state: CommitState; description: string | null; source: string; targetUrl: string | null };
+  /** Why no agent state is shown: the statuses could not be read. */
+  statusesUnavailable?: string;
 }
 
 export interface StatusReads {
   /** Heads of the branches under `prefix`, branch name (without refs/heads/) -> commit id. */
   listBranches(prefix: string): Promise<Map<string, string>>;
   readTenantCommit(oid: string, branch: string): Promise<TenantCommitInfo>;
-  /** Newest status with this context on the commit, if any. */
-  latestStatus(sha: string, context: string): Promise<CommitStatus | undefined>;
+  /** Newest status with this context on the commit, if any; absent when statuses cannot be read. */
+  latestStatus?(sha: string, context: string): Promise<CommitStatus | undefined>;
+  /** Why the statuses cannot be read (e.g. no token): shown instead of them. */
+  statusesUnavailable?: string;
   now?(): Date;
   /** The fleet commit being rolled out; without it the commits tenant branches name are checked for a halt. */
   sourceCommit?: string;
@@ -61,6 +68,7 @@ export interface StatusReads {
 /** What the row means: paused first, then the state the agent last reported on the branch head. */
 export function verdictOf(row: Omit<TenantStatusRow, 'verdict'>): TenantVerdict {
   if (row.paused) return 'paused';
+  if (row.head && row.statusUnknown) return 'unknown';
   if (!row.head || !row.state) return 'never reported';
   if (row.state === 'failure' || row.state === 'error') return 'failed';
   if (row.state === 'pending') return 'pending';
@@ -96,11 +104,13 @@ export async function collectFleetStatus(fleet: Fleet, reads: StatusReads, concu
     if (head) {
       row.head = head;
       const context = `${fleet.defaults.statusContextPrefix}${t.slug}`;
+      const latest = reads.latestStatus?.bind(reads);
       const [info, status, drift] = await Promise.all([
         reads.readTenantCommit(head, branch),
-        reads.latestStatus(head, context),
-        reads.latestStatus(head, driftContext(context)),
+        latest?.(head, context),
+        latest?.(head, driftContext(context)),
       ]);
+      if (!latest) row.statusUnknown = true;
       if (drift) row.drift = { state: drift.state, description: drift.description };
       row.source = info.source;
       if (info.imageTag !== undefined) row.publishedTag = info.imageTag;
@@ -114,9 +124,13 @@ export async function collectFleetStatus(fleet: Fleet, reads: StatusReads, concu
     const verdict = verdictOf(row);
     return { ...row, verdict, ...(verdict === 'pending' && row.description?.startsWith(WAITING_FOR_WINDOW) ? { held: true } : {}) };
   });
-  const counts: Record<TenantVerdict, number> = { converged: 0, pending: 0, failed: 0, paused: 0, 'never reported': 0 };
+  const counts: Record<TenantVerdict, number> = { converged: 0, pending: 0, failed: 0, paused: 0, 'never reported': 0, unknown: 0 };
   for (const t of tenants) counts[t.verdict]++;
   const status: FleetStatus = { tenants, counts, held: tenants.filter((t) => t.held).map((t) => t.slug) };
+  if (!reads.latestStatus) {
+    status.statusesUnavailable = reads.statusesUnavailable ?? 'the commit statuses could not be read';
+    return status;
+  }
   const rollout = await rolloutOf(fleet, reads, tenants);
   if (rollout) status.rollout = rollout;
   return status;
@@ -125,7 +139,7 @@ export async function collectFleetStatus(fleet: Fleet, reads: StatusReads, concu
 /** A halted rollout wins over one in progress; a complete one is not worth a line. */
 async function rolloutOf(fleet: Fleet, reads: StatusReads, rows: TenantStatusRow[]): Promise<FleetStatus['rollout']> {
   const shas = reads.sourceCommit ? [reads.sourceCommit] : [...new Set(rows.map((r) => r.source).filter((s): s is string => !!s))];
-  const found = await mapLimited(shas, 4, async (sha) => ({ sha, status: await reads.latestStatus(sha, `${fleet.defaults.statusContextPrefix}rollout`) }));
+  const found = await mapLimited(shas, 4, async (sha) => ({ sha, status: await reads.latestStatus?.(sha, `${fleet.defaults.statusContextPrefix}rollout`) }));
   const pick = found.find((f) => f.status?.state === 'failure' || f.status?.state === 'error') ?? found.find((f) => f.status?.state === 'pending');
   if (!pick?.status) return undefined;
   return { state: pick.status.state, description: pick.status.description, source: pick.sha, targetUrl: pick.status.targetUrl };
@@ -141,7 +155,8 @@ export function formatAge(seconds: number | undefined): string {
 
 export function summaryLine(status: FleetStatus): string {
   const c = status.counts;
-  return `${c.converged} converged, ${c.pending} pending, ${c.failed} failed, ${c.paused} paused, ${c['never reported']} never reported`;
+  const line = `${c.converged} converged, ${c.pending} pending, ${c.failed} failed, ${c.paused} paused, ${c['never reported']} never reported`;
+  return status.statusesUnavailable ? `${line}, ${c.unknown} unknown (statuses unavailable: ${status.statusesUnavailable})` : line;
 }
 
 const COLUMNS = ['TENANT', 'DESIRED', 'PUBLISHED', 'HEAD', 'SOURCE', 'STATE', 'DRIFT', 'AGE', 'DESCRIPTION'] as const;
@@ -196,6 +211,10 @@ function rolloutLines(status: FleetStatus): string {
 }
 
 export function formatStatusJson(status: FleetStatus): string {
-  const extra = { held: status.held, ...(status.rollout ? { rollout: status.rollout } : {}) };
+  const extra = {
+    held: status.held,
+    ...(status.rollout ? { rollout: status.rollout } : {}),
+    ...(status.statusesUnavailable ? { statusesUnavailable: status.statusesUnavailable } : {}),
+  };
   return `${JSON.stringify({ summary: status.counts, tenants: status.tenants, ...extra }, null, 2)}\n`;
 }

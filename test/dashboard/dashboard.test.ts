@@ -45,7 +45,7 @@ const TENANTS: TenantStatusRow[] = [
 ];
 const STATUS: FleetStatus = {
   tenants: TENANTS,
-  counts: { converged: 1, pending: 1, failed: 1, paused: 1, 'never reported': 1 },
+  counts: { converged: 1, pending: 1, failed: 1, paused: 1, 'never reported': 1, unknown: 0 },
   held: [],
   rollout: { state: 'failure', description: 'wave early: zulu failed (up failed)', source: sha('2'), targetUrl: null },
 };

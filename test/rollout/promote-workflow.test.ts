@@ -30,9 +30,11 @@ describe('promote.yml', () => {
   it('checks out the full history (rollback reads earlier tenant files) and runs promote against the fleet repo', () => {
     const checkout = job.steps.find((s: { uses?: string }) => s.uses?.startsWith('actions/checkout@'));
     expect(checkout.with['fetch-depth']).toBe(0);
-    const step = job.steps.find((s: { run?: string }) => s.run?.includes(' promote '));
-    expect(step.run).toMatch(/^node dist\/renderer\/main\.js promote --repo "\$FLEET_REPO"/);
-    expect(step.run).not.toContain('${{');
-    expect(Object.keys(step.env)).toEqual(expect.arrayContaining(['FLEET_REPO', 'FLOTILLA_GIT_TOKEN', 'FLOTILLA_GITHUB_TOKEN']));
+    // Through the action at the root (action.yml), as a user's fleet repo runs it.
+    const step = job.steps.find((s: { uses?: string }) => s.uses === './');
+    expect(step.with.command).toBe('promote');
+    expect(step.with.args).toMatch(/^--repo \$\{\{ github\.server_url \}\}\/\$\{\{ github\.repository \}\}\.git/);
+    expect(step.with.token).toContain('secrets.');
+    expect(Object.keys(step.env)).toEqual(expect.arrayContaining(['FLOTILLA_GIT_TOKEN']));
   });
 });

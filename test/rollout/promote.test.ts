@@ -3,10 +3,10 @@
 // soroush; trbh paused), a fleet-wide imageTag bump, agents simulated by posting the
 // `flotilla/<slug>` statuses they post on the source commit.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { publishFleet } from '../../renderer/commands/publish.js';
-import { rolloutStep, type RolloutStepOptions } from '../../renderer/commands/promote.js';
-import { planRepo } from '../../renderer/commands/plan.js';
-import { gitStatusReads } from '../../renderer/commands/status.js';
+import { publishFleet } from '../../renderer/publish/publish-fleet.js';
+import { rolloutStep, type RolloutStepOptions } from '../../renderer/rollout/promote.js';
+import { planRepo } from '../../renderer/plan/plan-revisions.js';
+import { gitStatusReads } from '../../renderer/status/status-reads.js';
 import { loadFleet } from '../../renderer/fleet/fleet.js';
 import { collectFleetStatus, formatStatus } from '../../renderer/status/status.js';
 import { join } from 'node:path';
@@ -124,7 +124,7 @@ describe('flotilla promote', () => {
 
     // `flotilla status` says halted, why, and where the rollback is.
     const fleet = await loadFleet(fx.root);
-    const fleetStatus = await collectFleetStatus(fleet, gitStatusReads({ url: fx.remote, gitdir: join(fx.cacheDir, '..', 'status.git'), client: fx.client, repo: REPO }));
+    const fleetStatus = await collectFleetStatus(fleet, gitStatusReads({ url: fx.remote, gitdir: join(fx.cacheDir, '..', 'status.git'), github: { client: fx.client, repo: REPO } }));
     const text = formatStatus(fleetStatus, { tty: false });
     expect(text).toContain(`rollout of ${c1.slice(0, 12)}: HALTED: wave canary: bnkops failed (health failed: api unhealthy)\n`);
     expect(text).toContain(`  rollback: ${step.rollback!.pullRequest!.url}\n`);

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { Command } from 'commander';
 import { registerRollback } from '../../renderer/commands/rollback.js';
-import { planRepo } from '../../renderer/commands/plan.js';
+import { planRepo } from '../../renderer/plan/plan-revisions.js';
 import type { CliIo } from '../../renderer/cli.js';
 import { TOKEN, startRolloutFixture, type RolloutFixture } from './harness.js';
 

@@ -8,7 +8,8 @@ import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RegistryError } from '../core/errors.js';
 import type { CliIo } from '../cli.js';
-import { planRepo, registerPlan } from './plan.js';
+import { registerPlan } from '../commands/plan.js';
+import { planRepo } from './plan-revisions.js';
 
 const FLEET = {
   'fleet/fleet.yaml': `defaults:

@@ -1,9 +1,8 @@
 // GitHub settings the CLI commands read from the environment, in one place:
 // the token (never printed), the API URL (GitHub Enterprise, Gitea) and the repo.
-import * as nodeFs from 'node:fs';
-import git from 'isomorphic-git';
-import { SettingError } from '../core/errors.js';
-import { createGitHubClient, parseRepoSlug, repoSlugFromUrl, type GitHubClient, type RepoRef } from '../core/github.js';
+import { SettingError } from './core/errors.js';
+import { createGitHubClient, parseRepoSlug, repoSlugFromUrl, type GitHubClient, type RepoRef } from './core/github.js';
+import { remoteUrl } from './repo.js';
 
 export type Env = Record<string, string | undefined>;
 
@@ -32,12 +31,7 @@ export function githubClientFromEnv(env: Env, options: { fetch?: typeof fetch } 
 export async function resolveRepo(given: string | undefined, env: Env, root: string): Promise<RepoRef> {
   if (given) return parseRepoSlug(given, '--repo');
   if (env.GITHUB_REPOSITORY) return parseRepoSlug(env.GITHUB_REPOSITORY, 'GITHUB_REPOSITORY');
-  let url: string | undefined;
-  try {
-    url = (await git.getConfig({ fs: nodeFs, dir: root, path: 'remote.origin.url' })) as string | undefined;
-  } catch {
-    url = undefined;
-  }
+  const url = await remoteUrl(root);
   const fromUrl = url ? repoSlugFromUrl(url) : undefined;
   if (!fromUrl) throw new SettingError('--repo', 'give the GitHub repository as owner/name (it cannot be read from the origin URL)');
   return fromUrl;

@@ -1,0 +1,62 @@
+// Where `flotilla status` reads from: tenant branch heads and commits from the fleet
+// git repository (one fetch of every branch tip), and the agents' commit statuses
+// from the forge when a token allows it.
+import { SettingError } from '../core/errors.js';
+import { fetchAllBranches, listRemoteBranches, sourceTrailer, type GitAuth } from '../core/git.js';
+import { listStatuses, type GitHubClient, type RepoRef } from '../core/github.js';
+import { MANIFEST_PATH, parseManifest } from '../core/manifest.js';
+import type { Env } from '../forge-settings.js';
+import { readCommitInfo, readTextAtCommit, remoteUrl } from '../repo.js';
+import type { StatusReads, TenantCommitInfo } from './status.js';
+
+export interface GitStatusReadsOptions {
+  url: string;
+  auth?: GitAuth;
+  /** Bare repository the tenant heads are fetched into (depth 1). */
+  gitdir: string;
+  /** Where the statuses are read; without it (no token) they show as unavailable. */
+  github?: { client: GitHubClient; repo: RepoRef };
+  /** Why there is no `github` (shown in place of the statuses). */
+  statusesUnavailable?: string;
+}
+
+/** Reads from the fleet git repo and the GitHub statuses API. */
+export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
+  let fetched: Promise<void> | undefined;
+  const listed = new Map<string, ReturnType<typeof listStatuses>>();
+  const reads: StatusReads = {
+    listBranches: (prefix) => listRemoteBranches(opts.url, prefix, opts.auth),
+    async readTenantCommit(oid): Promise<TenantCommitInfo> {
+      // One fetch of every branch tip serves every tenant.
+      fetched ??= fetchAllBranches(opts.gitdir, opts.url, opts.auth ? { auth: opts.auth } : {});
+      await fetched;
+      const commit = await readCommitInfo(opts.gitdir, oid);
+      const info: TenantCommitInfo = { source: sourceTrailer(commit.message) };
+      const manifest = await readTextAtCommit(opts.gitdir, oid, MANIFEST_PATH);
+      try {
+        if (manifest !== undefined) info.imageTag = parseManifest(manifest).imageTag;
+      } catch {
+        // no readable manifest: the published tag is simply unknown
+      }
+      return info;
+    },
+  };
+  const github = opts.github;
+  if (github) {
+    reads.latestStatus = async (sha, context) => {
+      // A tenant's status and its drift status come from one list call per commit.
+      let statuses = listed.get(sha);
+      if (!statuses) listed.set(sha, (statuses = listStatuses(github.client, { ...github.repo, ref: sha })));
+      return (await statuses).find((s) => s.context === context);
+    };
+  } else if (opts.statusesUnavailable) reads.statusesUnavailable = opts.statusesUnavailable;
+  return reads;
+}
+
+/** `--fleet-url`, else FLOTILLA_FLEET_URL, else the origin remote of the checkout. */
+export async function fleetUrl(given: string | undefined, env: Env, root: string): Promise<string> {
+  const url = given ?? env.FLOTILLA_FLEET_URL ?? (await remoteUrl(root));
+  if (!url) throw new SettingError('--fleet-url', 'give the fleet repository URL (or set FLOTILLA_FLEET_URL, or an origin remote)');
+  return url;
+}
+
