@@ -3,9 +3,9 @@
 // here; errors become a message and an exit code in one place (runAgentCli).
 import { realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import cron from 'node-cron';
-import { FlotillaError, ManifestError, SettingError } from '../renderer/core/errors.js';
+import { ManifestError, SettingError } from '../renderer/core/errors.js';
 import { patchEnvFile } from '../renderer/core/env-file.js';
 import { fetchBranch, remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, parseManifest } from '../renderer/core/manifest.js';
@@ -30,6 +30,8 @@ import { readDecisions, readState, writeDecisions } from './state.js';
 import { SendBudget, STATUS_BUDGET_FILE, StatusOutbox } from './status-outbox.js';
 import { readCommitFiles } from '../renderer/core/git.js';
 import { isEntryPoint } from '../renderer/core/entry-point.js';
+import { reportCliError } from '../renderer/core/exit.js';
+import { ageIdentityPath, decryptManifestSecrets } from './secrets.js';
 
 /** What stands for a secret `once` would generate, in a plan (printed by name only). */
 const GENERATED_ON_APPLY = 'generated-on-apply';
@@ -55,7 +57,6 @@ export interface AgentIo {
   crashAfter?: ReconcileDeps['crashAfter'];
 }
 
-export const EXIT_INTERNAL = 70;
 
 /**
  * How long the daemon waits before polling again after `failures` failed polls in a
@@ -277,7 +278,13 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     // Written for the host's compose, as `once` writes it (asked only when v1 and v2 need different bytes).
     const envText = (await localFiles.readManaged(config.installDir, '.env'))?.content.toString('utf8');
     // The secrets `once` would generate count as set, as they will be; their values are never shown.
-    const generatedSecrets = Object.fromEntries(secretsToGenerate(manifest, envText).map((name) => [name, GENERATED_ON_APPLY]));
+    // Centrally set secrets are decrypted as `once` decrypts them (a key that does not
+    // decrypt fails the plan as it refuses the apply); their values join the patch, never the output.
+    const decrypted = await decryptManifestSecrets(manifest, ageIdentityPath(config.stateDir), secrets);
+    const generatedSecrets = {
+      ...Object.fromEntries(secretsToGenerate(manifest, envText).filter((name) => !(name in decrypted)).map((name) => [name, GENERATED_ON_APPLY])),
+      ...decrypted,
+    };
     const flavour = await flavourForPatch(envText, { ...manifest.envPatch, ...generatedSecrets }, config.compose, io.env);
     const input: Parameters<typeof planApply>[0] = {
       installDir: config.installDir,
@@ -484,14 +491,7 @@ export async function runAgentCli(argv: string[], io: AgentIo): Promise<number> 
     await buildAgentProgram(io, (c) => (code = c)).parseAsync(argv, { from: 'user' });
     return code;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode;
-    const redact = io.redact ?? ((text: string) => text);
-    if (error instanceof FlotillaError) {
-      io.stderr(`flotilla-agent: ${redact(error.message)}\n`);
-      return error.exitCode;
-    }
-    io.stderr(redact(`flotilla-agent: internal error (a bug; please report it with this trace)\n${(error as Error).stack ?? String(error)}\n`));
-    return EXIT_INTERNAL;
+    return reportCliError('flotilla-agent', error, io.stderr, io.redact);
   }
 }
 

@@ -5,12 +5,15 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { MANIFEST_PATH, serializeManifest } from '../renderer/core/manifest.js';
+import { encryptSecret } from '../renderer/core/secrets.js';
 import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
 import type { ServiceState } from './compose-runner.js';
 import { runAgentCli } from './main.js';
+import { ageIdentityPath, createHostIdentity } from './secrets.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
 
@@ -74,4 +77,28 @@ it('counts the secrets once will generate as set on a fresh managed host, and on
   const once = await cli(['once']);
   expect(once.code).toBe(0);
   expect(await readFile(join(work, 'install', '.env'), 'utf8')).toMatch(/^JWT_SECRET=\S{16,}$/m);
+});
+
+it('decrypts a centrally set secret as once does: it counts as set, and its value is never shown', async () => {
+  const recipient = await createHostIdentity(ageIdentityPath(join(work, 'state')));
+  const sourceCommit = fakeSourceCommit('plan central secret');
+  const fixture = tenantFixture({
+    tenant: 'acme',
+    imageTag: 'v1',
+    registry: '127.0.0.1:5000',
+    repository: 'flotilla-test/app',
+    requires: ['SMTP_PASSWORD'],
+    sourceCommit,
+  });
+  const value = 'smtp-password-set-centrally-7731';
+  const manifest = { ...fixture.manifest, encryptedSecrets: { SMTP_PASSWORD: await encryptSecret('SMTP_PASSWORD', value, [recipient]) } };
+  const files = fixture.files.map((f) => (f.path === MANIFEST_PATH ? { ...f, content: serializeManifest(manifest) } : f));
+  await publishTenants({ repoUrl: git.url('fleet.git'), workDir: join(work, 'publish.git'), tenants: [{ slug: 'acme', files }], source: manifest.source });
+
+  const plan = await cli(['plan']);
+  expect(plan.err).toBe('');
+  expect(plan.out).not.toMatch(/missing .*SMTP_PASSWORD/);
+  expect(plan.out).not.toContain('will be refused');
+  expect(plan.out).toContain('SMTP_PASSWORD');
+  expect(plan.out).not.toContain(value);
 });
