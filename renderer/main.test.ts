@@ -181,3 +181,29 @@ describe('a user mistake is a message naming what to fix, never an internal erro
     expect(elsewhere.stderr).toContain(`templates/: no templates folder at ${join(fleetDir, 'nope', 'templates')}`);
   });
 });
+
+describe('revisions as git spells them', () => {
+  it('plan --base HEAD~1 plans the last commit; a --signing-key that does not exist is named, exit 2', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const root = await repoWith();
+    const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: root, encoding: 'utf8' }).trim();
+    git('init', '-q', '-b', 'main');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'fleet');
+    const tenant = join(root, 'fleet', 'tenants', 'pia.yaml');
+    await writeFile(tenant, `${await readFile(tenant, 'utf8')}imageTag: v9.9.9\n`);
+    git('commit', '-q', '-am', 'bump pia');
+
+    const r = await run(['--fleet-dir', root, 'plan', '--base', 'HEAD~1', '--head', 'HEAD', '--no-registry-check', '--format', 'json']);
+    expect(r.stderr).toBe('');
+    const report = JSON.parse(r.stdout) as { base: { commit: string }; tenants: Array<{ slug: string; change: string }> };
+    expect(report.base.commit).toBe(git('rev-parse', 'HEAD~1'));
+    expect(report.tenants.filter((t) => t.change !== 'unchanged').map((t) => t.slug)).toEqual(['pia']);
+
+    const missing = join(root, 'no-such-key');
+    const signed = await run(['--fleet-dir', root, 'publish', '--repo', 'http://127.0.0.1:9/fleet.git', '--all-waves', '--signing-key', missing]);
+    expect(signed.code).toBe(2);
+    expect(signed.stderr).toContain(missing);
+    expect(signed.stderr).not.toContain('internal error');
+  });
+});
