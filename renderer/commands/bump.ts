@@ -6,7 +6,7 @@ import { SettingError } from '../core/errors.js';
 import type { GitAuth } from '../core/git.js';
 import { noOpMessage } from '../fleet/bump.js';
 import { fleetRoot, type CliIo } from '../cli.js';
-import { githubClientFromEnv, githubToken, resolveRepo, type Env } from '../forge-settings.js';
+import { forgeFromEnv, githubToken, resolveRepo, type Env } from '../forge-settings.js';
 import { bumpRepo, openBumpPullRequest, type BumpRepoOptions, type OpenPullRequestOptions } from '../rollout/bump-branch.js';
 
 interface BumpCliOptions {
@@ -41,7 +41,7 @@ export function registerBump(program: Command, io: CliIo): void {
       if (opts.all && slugs.length > 0) throw new SettingError('--all', 'bumps the fleet default; do not name tenants with it');
       if (opts.openPr && !opts.push) throw new SettingError('--open-pr', 'a pull request needs the branch pushed; drop --no-push');
       // Fail before committing anything when the PR cannot be opened afterwards.
-      const client = opts.openPr ? githubClientFromEnv(io.env) : undefined;
+      const forge = opts.openPr ? forgeFromEnv(io.env) : undefined;
       const repo = opts.openPr ? await resolveRepo(opts.repo, io.env, root) : undefined;
       const bumpOpts: BumpRepoOptions = { root, slugs, all: opts.all ?? false, tag: opts.tag };
       if (opts.from) bumpOpts.from = opts.from;
@@ -61,10 +61,10 @@ export function registerBump(program: Command, io: CliIo): void {
           ? `committed ${result.commit!.slice(0, 12)} on ${result.branch} and pushed it to origin\n`
           : `committed ${result.commit!.slice(0, 12)} on ${result.branch} in this checkout (not pushed${opts.push ? ': no origin remote' : ''}); push it with: git push origin ${result.branch}\n`,
       );
-      if (client && repo) {
+      if (forge && repo) {
         const prOpts: OpenPullRequestOptions = { ...repo, plan: result.plan, branch: result.branch };
         if (opts.base) prOpts.base = opts.base;
-        const pr = await openBumpPullRequest(client, prOpts);
+        const pr = await openBumpPullRequest(forge, prOpts);
         io.stdout(`opened pull request #${pr.number}: ${pr.url}\n`);
       }
     });

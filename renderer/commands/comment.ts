@@ -4,7 +4,7 @@ import { appendFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { SettingError } from '../core/errors.js';
 import { addPlanOptions, fleetRoot, readInputFile, type CliIo, type PlanCliOptions } from '../cli.js';
-import { githubClientFromEnv, resolveRepo } from '../forge-settings.js';
+import { forgeFromEnv, resolveRepo } from '../forge-settings.js';
 import { tagCheckFailure } from '../plan/plan.js';
 import { renderPlanMarkdown } from '../plan/plan-markdown.js';
 import { planRepo, type PlanRepoOptions } from '../plan/plan-revisions.js';
@@ -31,7 +31,7 @@ export function registerComment(program: Command, io: CliIo): void {
     const pr = Number(opts.pr);
     if (!Number.isInteger(pr) || pr <= 0) throw new SettingError('--pr', `must be a pull request number, got ${JSON.stringify(opts.pr)}`);
     if (!opts.file && !opts.base) throw new SettingError('--base', 'is required unless --file gives the plan to post');
-    const client = githubClientFromEnv(io.env);
+    const forge = forgeFromEnv(io.env);
     const repo = await resolveRepo(opts.repo, io.env, root);
 
     let body: string;
@@ -48,7 +48,7 @@ export function registerComment(program: Command, io: CliIo): void {
     }
     const summary = io.env.GITHUB_STEP_SUMMARY;
     if (summary) await appendFile(summary, body.endsWith('\n') ? body : `${body}\n`);
-    const result = await upsertStickyComment(client, { ...repo, issueNumber: pr, body });
+    const result = await upsertStickyComment(forge, { ...repo, issueNumber: pr, body });
     io.stdout(`${result.action} plan comment ${result.id} on ${repo.owner}/${repo.repo}#${pr}: ${result.url}\n`);
     // The comment is posted first: the reason for the failure is in it.
     if (failure) throw failure;

@@ -1,12 +1,12 @@
-// `flotilla promote`: one step of the rollout (rollout/promote.ts) with the GitHub
-// writes: the `flotilla/rollout` status and, on a halt, the rollback PR. A scheduled
-// workflow runs it, so no job sits waiting out a soak time.
+// `flotilla promote`: one step of the rollout (rollout/promote.ts) with the forge
+// writes (GitHub, GHE, Gitea, Forgejo): the `flotilla/rollout` status and, on a halt,
+// the rollback PR. A scheduled workflow runs it, so no job sits waiting out a soak time.
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { readSigningKey } from '../core/signing.js';
 import { fleetRoot, type CliIo } from '../cli.js';
-import { githubClientFromEnv, resolveRepo } from '../forge-settings.js';
+import { forgeFromEnv, resolveRepo } from '../forge-settings.js';
 import { formatStep, rolloutStep } from '../rollout/promote.js';
 
 interface PromoteCliOptions {
@@ -36,7 +36,7 @@ export function registerPromote(program: Command, io: CliIo): void {
     .option('--signing-key <file>', 'Ed25519 key (ssh-keygen -t ed25519, unencrypted) to sign tenant commits with')
     .action(async (opts: PromoteCliOptions) => {
       const root = fleetRoot(program, io);
-      const client = githubClientFromEnv(io.env);
+      const forge = forgeFromEnv(io.env);
       const repo = await resolveRepo(opts.githubRepo, io.env, root);
       const token = opts.token ?? io.env.FLOTILLA_GIT_TOKEN ?? io.env.GITHUB_TOKEN;
       const source: { repo?: string; commit?: string } = {};
@@ -48,8 +48,8 @@ export function registerPromote(program: Command, io: CliIo): void {
         ...(token ? { token } : {}),
         cacheDir: opts.cache ? resolve(io.cwd, opts.cache) : join(tmpdir(), 'flotilla-publish-cache'),
         source,
-        github: { client, repo },
-        writeGitHub: true,
+        forge: { forge, repo },
+        writeForge: true,
         ...(opts.rollback ? {} : { autoRollback: false }),
         ...(opts.dryRun ? { dryRun: true } : {}),
         ...(opts.signingKey ? { signingKey: await readSigningKey(resolve(io.cwd, opts.signingKey)) } : {}),

@@ -9,7 +9,7 @@ import { sanitizeUrl } from '../core/git.js';
 import { readSigningKey } from '../core/signing.js';
 import { loadFleet } from '../fleet/fleet.js';
 import { fleetRoot, type CliIo } from '../cli.js';
-import { githubClientFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
+import { forgeFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
 import { createProgress } from '../progress.js';
 import { publishFleet, type PublishSummary } from '../publish/publish-fleet.js';
 import { formatStep, rolloutStep, type RolloutStepOptions } from '../rollout/promote.js';
@@ -50,7 +50,7 @@ export function registerPublish(program: Command, io: CliIo): void {
         const step: RolloutStepOptions = { root, repoUrl: opts.repo, ...(token ? { token } : {}), cacheDir, source };
         if (opts.signingKey) step.signingKey = await readSigningKey(resolve(io.cwd, opts.signingKey));
         // Statuses are only read: without them no tenant has reported, so only a first wave goes.
-        if (githubToken(io.env)) step.github = { client: githubClientFromEnv(io.env), repo: await resolveRepo(opts.githubRepo, io.env, root) };
+        if (githubToken(io.env)) step.forge = { forge: forgeFromEnv(io.env), repo: await resolveRepo(opts.githubRepo, io.env, root) };
         io.stdout(formatStep(await rolloutStep(step)));
         return;
       }

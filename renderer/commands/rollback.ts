@@ -3,7 +3,7 @@
 // rollback goes through the same review and the same publish as any change.
 import type { Command } from 'commander';
 import { fleetRoot, type CliIo } from '../cli.js';
-import { githubClientFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
+import { forgeFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
 import { openRollbackPullRequest, rollbackRepo, type RollbackRepoOptions } from '../rollout/rollback-branch.js';
 
 interface RollbackCliOptions {
@@ -26,7 +26,7 @@ export function registerRollback(program: Command, io: CliIo): void {
     .option('--repo <owner/name>', 'GitHub repository (default: GITHUB_REPOSITORY or the origin URL)')
     .action(async (slugs: string[], opts: RollbackCliOptions) => {
       const root = fleetRoot(program, io);
-      const client = opts.openPr ? githubClientFromEnv(io.env) : undefined;
+      const forge = opts.openPr ? forgeFromEnv(io.env) : undefined;
       const repo = opts.openPr ? await resolveRepo(opts.repo, io.env, root) : undefined;
       const token = githubToken(io.env);
       const rollbackOpts: RollbackRepoOptions = { root, slugs };
@@ -45,8 +45,8 @@ export function registerRollback(program: Command, io: CliIo): void {
           ? `branch ${result.branch} is already on origin; left as it is\n`
           : `committed ${result.commit!.slice(0, 12)} on ${result.branch} and pushed it to origin\n`,
       );
-      if (client && repo) {
-        const pr = await openRollbackPullRequest(client, { ...repo, branch: result.branch, title: result.title, body: result.body, ...(opts.base ? { base: opts.base } : {}) });
+      if (forge && repo) {
+        const pr = await openRollbackPullRequest(forge, { ...repo, branch: result.branch, title: result.title, body: result.body, ...(opts.base ? { base: opts.base } : {}) });
         io.stdout(`${pr.existed ? 'pull request already exists' : 'opened pull request'} #${pr.number}: ${pr.url}\n`);
       }
     });

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { TenantsFailedError } from '../core/errors.js';
 import { loadFleet } from '../fleet/fleet.js';
 import { fleetRoot, writeOutputFile, type CliIo } from '../cli.js';
-import { githubClientFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
+import { forgeFromEnv, githubToken, resolveRepo } from '../forge-settings.js';
 import { effectiveWaves } from '../rollout/rollout.js';
 import { renderDashboardHtml } from '../status/dashboard.js';
 import { collectFleetStatus, formatStatus, formatStatusJson } from '../status/status.js';
@@ -34,13 +34,13 @@ export function registerStatus(program: Command, io: CliIo): void {
       const root = fleetRoot(program, io);
       const fleet = await loadFleet(root);
       const token = githubToken(io.env);
-      const github = token ? { client: githubClientFromEnv(io.env), repo: await resolveRepo(opts.repo, io.env, root) } : undefined;
+      const forge = token ? { forge: forgeFromEnv(io.env), repo: await resolveRepo(opts.repo, io.env, root) } : undefined;
       const url = await fleetUrl(opts.fleetUrl, io.env, root);
       const gitdir = await mkdtemp(join(tmpdir(), 'flotilla-status-'));
       let status;
       try {
-        const readsOpts: GitStatusReadsOptions = github
-          ? { url, gitdir, github }
+        const readsOpts: GitStatusReadsOptions = forge
+          ? { url, gitdir, forge }
           : { url, gitdir, statusesUnavailable: 'no FLOTILLA_GITHUB_TOKEN or GITHUB_TOKEN set' };
         // The fleet repo may take its own token (as publish and promote do); else the forge's.
         const gitToken = io.env.FLOTILLA_GIT_TOKEN || token;

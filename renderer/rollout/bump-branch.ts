@@ -2,7 +2,8 @@
 // branch of the fleet checkout, pushed when there is a remote, and its pull request.
 import { GitError, SettingError } from '../core/errors.js';
 import type { GitAuth } from '../core/git.js';
-import { githubCall, type GitHubClient, type RepoRef } from '../core/github.js';
+import type { Forge } from '../core/forge.js';
+import type { RepoRef } from '../core/github.js';
 import { bumpBody, bumpBranchName, bumpTitle, planBump, type BumpPlan } from '../fleet/bump.js';
 import { loadFleetFromFiles } from '../fleet/fleet.js';
 import { commitOnNewBranch, deleteLocalBranch, gitAuthor, pushLocalBranch, readFleetFilesAtRef, remoteUrl, type Author } from '../repo.js';
@@ -77,22 +78,15 @@ export interface OpenPullRequestOptions extends RepoRef {
   base?: string;
 }
 
-/** Opens the bump PR; returns its number and URL. */
-export async function openBumpPullRequest(client: GitHubClient, opts: OpenPullRequestOptions): Promise<{ number: number; url: string }> {
-  const where = `${opts.owner}/${opts.repo}`;
-  const base =
-    opts.base ??
-    (await githubCall(client, `get ${where}`, (o) => o.rest.repos.get({ owner: opts.owner, repo: opts.repo }))).data.default_branch;
-  const { data } = await githubCall(client, `open pull request ${opts.branch} -> ${base} on ${where}`, (o) =>
-    o.rest.pulls.create({
-      owner: opts.owner,
-      repo: opts.repo,
-      head: opts.branch,
-      base,
-      title: bumpTitle(opts.plan),
-      body: bumpBody(opts.plan),
-    }),
-  );
-  return { number: data.number, url: data.html_url };
+/** Opens the bump PR (on GitHub, GHE, Gitea or Forgejo); returns its number and URL. */
+export async function openBumpPullRequest(forge: Forge, opts: OpenPullRequestOptions): Promise<{ number: number; url: string }> {
+  const pr = await forge.openPullRequest({
+    owner: opts.owner,
+    repo: opts.repo,
+    head: opts.branch,
+    ...(opts.base ? { base: opts.base } : {}),
+    title: bumpTitle(opts.plan),
+    body: bumpBody(opts.plan),
+  });
+  return { number: pr.number, url: pr.url };
 }
-

@@ -2,12 +2,13 @@
 // the agents' `flotilla/<slug>` statuses on the source commit their branch names), asks
 // rollout.ts what comes next, publishes that wave, says so in a `flotilla/rollout`
 // status on the source commit, and on a halt opens the rollback PR for the failed
-// tenants (once per halt). `flotilla promote` runs it with the GitHub writes,
-// `flotilla publish` without.
+// tenants (once per halt). `flotilla promote` runs it with the forge writes,
+// `flotilla publish` without. The forge is GitHub, GHE, Gitea or Forgejo (core/forge.ts).
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { ensureBareRepo, fetchAllBranches, hasObject, listRemoteBranches, nodeGitDeps, sanitizeUrl, sourceTrailer, type GitAuth } from '../core/git.js';
-import { createCommitStatus, getCombinedStatus, truncateDescription, type CommitStatus, type GitHubClient, type RepoRef } from '../core/github.js';
+import type { Forge } from '../core/forge.js';
+import { truncateDescription, type CommitStatus, type RepoRef } from '../core/github.js';
 import { loadFleet, type Fleet } from '../fleet/fleet.js';
 import { buildTree, publishTenants, type PublishFile, type PublishResult } from '../publish/publish.js';
 import { loadTemplates, renderFleet, renderTenant, type RenderSource } from '../render/render.js';
@@ -15,8 +16,9 @@ import { parentOf, readCommitInfo, resolveSource } from '../repo.js';
 import { decideRollout, effectiveWaves, formatRollout, ROLLOUT_CONTEXT_SUFFIX, rolloutStatus, type RolloutReport, type TenantRolloutInput } from './rollout.js';
 import { openRollbackPullRequest, rollbackRepo, type RollbackPullRequest } from './rollback-branch.js';
 
-export interface RolloutGitHub {
-  client: GitHubClient;
+/** The forge and the repository holding the statuses and pull requests. */
+export interface RolloutForge {
+  forge: Forge;
   repo: RepoRef;
 }
 
@@ -30,9 +32,9 @@ export interface RolloutStepOptions {
   cacheDir: string;
   source?: { repo?: string; commit?: string };
   /** Statuses are read from here; without it no tenant has reported, so only a first wave can go. */
-  github?: RolloutGitHub;
-  /** Post `flotilla/rollout` and open rollback PRs (promote); publish only reads. */
-  writeGitHub?: boolean;
+  forge?: RolloutForge;
+  /** Post `flotilla/rollout` and open rollback PRs on the forge (promote); publish only reads. */
+  writeForge?: boolean;
   /** Open the rollback PR on a halt (default: the fleet's `autoRollback`, else true). */
   autoRollback?: boolean;
   /** Decide and report, publish nothing. */
@@ -79,10 +81,10 @@ async function readTenantHeads(fleet: Fleet, url: string, gitdir: string, auth?:
 }
 
 /** Latest status per context on each commit, one combined-status call per distinct commit. */
-async function readStatuses(github: RolloutGitHub, shas: Iterable<string>): Promise<Map<string, Map<string, CommitStatus>>> {
+async function readStatuses(on: RolloutForge, shas: Iterable<string>): Promise<Map<string, Map<string, CommitStatus>>> {
   const out = new Map<string, Map<string, CommitStatus>>();
   for (const sha of new Set(shas)) {
-    const combined = await getCombinedStatus(github.client, { ...github.repo, ref: sha });
+    const combined = await on.forge.getCombinedStatus({ ...on.repo, ref: sha });
     out.set(sha, new Map(combined.statuses.map((s) => [s.context, s])));
   }
   return out;
@@ -114,7 +116,7 @@ export async function rolloutStep(opts: RolloutStepOptions): Promise<RolloutStep
 
   const heads = await readTenantHeads(fleet, opts.repoUrl, opts.cacheDir, auth);
   const statusShas = [...heads.values()].map((h) => h.source).filter((s): s is string => s !== null);
-  const statuses = opts.github ? await readStatuses(opts.github, [...statusShas, source.commit]) : new Map<string, Map<string, CommitStatus>>();
+  const statuses = opts.forge ? await readStatuses(opts.forge, [...statusShas, source.commit]) : new Map<string, Map<string, CommitStatus>>();
   const tenants: TenantRolloutInput[] = fleet.tenants.map((t) => {
     const head = heads.get(t.slug);
     const input: TenantRolloutInput = {
@@ -148,7 +150,7 @@ export async function rolloutStep(opts: RolloutStepOptions): Promise<RolloutStep
     result.report = decideRollout({ waves, tenants: after, source: source.commit, now: now() });
   }
 
-  if (opts.github && opts.writeGitHub && !opts.dryRun) {
+  if (opts.forge && opts.writeForge && !opts.dryRun) {
     const context = rolloutContext(fleet);
     const previous = statuses.get(source.commit)?.get(context);
     let targetUrl: string | undefined;
@@ -166,8 +168,8 @@ export async function rolloutStep(opts: RolloutStepOptions): Promise<RolloutStep
     }
     const want = rolloutStatus(result.report);
     if (!previous || previous.state !== want.state || previous.description !== truncateDescription(want.description) || (targetUrl ?? null) !== previous.targetUrl) {
-      result.posted = await createCommitStatus(opts.github.client, {
-        ...opts.github.repo,
+      result.posted = await opts.forge.forge.createCommitStatus({
+        ...opts.forge.repo,
         sha: source.commit,
         context,
         state: want.state,
@@ -209,8 +211,8 @@ async function openHaltRollback(
     reason: `The rollout of ${source.slice(0, 12)} halted (${halted.reason}); \`flotilla promote\` opened this rollback.`,
   });
   if (rolled.plan.edits.size === 0) return undefined;
-  const pullRequest = await openRollbackPullRequest(opts.github!.client, {
-    ...opts.github!.repo,
+  const pullRequest = await openRollbackPullRequest(opts.forge!.forge, {
+    ...opts.forge!.repo,
     branch: rolled.branch,
     title: rolled.title,
     body: rolled.body,

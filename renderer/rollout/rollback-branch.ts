@@ -3,7 +3,8 @@
 // (never two for the same branch). `flotilla rollback` and a halted promote use it.
 import { GitError } from '../core/errors.js';
 import { remoteBranchHead, type GitAuth } from '../core/git.js';
-import { githubCall, type GitHubClient, type RepoRef } from '../core/github.js';
+import type { Forge } from '../core/forge.js';
+import type { RepoRef } from '../core/github.js';
 import {
   commitOnNewBranch,
   deleteLocalBranch,
@@ -82,20 +83,18 @@ export interface RollbackPullRequest {
 
 /** The PR for `branch` (any state), or a new one. Never two for the same branch. */
 export async function openRollbackPullRequest(
-  client: GitHubClient,
+  forge: Forge,
   opts: RepoRef & { branch: string; title: string; body: string; base?: string },
 ): Promise<RollbackPullRequest> {
-  const where = `${opts.owner}/${opts.repo}`;
-  const { data: found } = await githubCall(client, `list pull requests for ${opts.branch} on ${where}`, (o) =>
-    o.rest.pulls.list({ owner: opts.owner, repo: opts.repo, head: `${opts.owner}:${opts.branch}`, state: 'all', per_page: 10 }),
-  );
-  const existing = found.find((p) => p.head.ref === opts.branch);
-  if (existing) return { number: existing.number, url: existing.html_url, existed: true };
-  const base =
-    opts.base ?? (await githubCall(client, `get ${where}`, (o) => o.rest.repos.get({ owner: opts.owner, repo: opts.repo }))).data.default_branch;
-  const { data } = await githubCall(client, `open pull request ${opts.branch} -> ${base} on ${where}`, (o) =>
-    o.rest.pulls.create({ owner: opts.owner, repo: opts.repo, head: opts.branch, base, title: opts.title, body: opts.body }),
-  );
-  return { number: data.number, url: data.html_url, existed: false };
+  const [existing] = await forge.findPullRequests({ owner: opts.owner, repo: opts.repo, head: opts.branch, state: 'all' });
+  if (existing) return { number: existing.number, url: existing.url, existed: true };
+  const pr = await forge.openPullRequest({
+    owner: opts.owner,
+    repo: opts.repo,
+    head: opts.branch,
+    ...(opts.base ? { base: opts.base } : {}),
+    title: opts.title,
+    body: opts.body,
+  });
+  return { number: pr.number, url: pr.url, existed: false };
 }
-

@@ -3,9 +3,9 @@
 // from the forge when a token allows it.
 import { SettingError } from '../core/errors.js';
 import { fetchAllBranches, listRemoteBranches, sourceTrailer, type GitAuth } from '../core/git.js';
-import { listStatuses, type GitHubClient, type RepoRef } from '../core/github.js';
+import type { ForgeCommitStatus } from '../core/forge.js';
 import { MANIFEST_PATH, parseManifest } from '../core/manifest.js';
-import type { Env } from '../forge-settings.js';
+import type { Env, ForgeRepo } from '../forge-settings.js';
 import { readCommitInfo, readTextAtCommit, remoteUrl } from '../repo.js';
 import type { StatusReads, TenantCommitInfo } from './status.js';
 
@@ -14,16 +14,16 @@ export interface GitStatusReadsOptions {
   auth?: GitAuth;
   /** Bare repository the tenant heads are fetched into (depth 1). */
   gitdir: string;
-  /** Where the statuses are read; without it (no token) they show as unavailable. */
-  github?: { client: GitHubClient; repo: RepoRef };
-  /** Why there is no `github` (shown in place of the statuses). */
+  /** Where the statuses are read (GitHub, GHE, Gitea, Forgejo); without it (no token) they show as unavailable. */
+  forge?: ForgeRepo;
+  /** Why there is no `forge` (shown in place of the statuses). */
   statusesUnavailable?: string;
 }
 
-/** Reads from the fleet git repo and the GitHub statuses API. */
+/** Reads from the fleet git repo and the forge's statuses API. */
 export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
   let fetched: Promise<void> | undefined;
-  const listed = new Map<string, ReturnType<typeof listStatuses>>();
+  const listed = new Map<string, Promise<ForgeCommitStatus[]>>();
   const reads: StatusReads = {
     listBranches: (prefix) => listRemoteBranches(opts.url, prefix, opts.auth),
     async readTenantCommit(oid): Promise<TenantCommitInfo> {
@@ -41,12 +41,12 @@ export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
       return info;
     },
   };
-  const github = opts.github;
-  if (github) {
+  const on = opts.forge;
+  if (on) {
     reads.latestStatus = async (sha, context) => {
       // A tenant's status and its drift status come from one list call per commit.
       let statuses = listed.get(sha);
-      if (!statuses) listed.set(sha, (statuses = listStatuses(github.client, { ...github.repo, ref: sha })));
+      if (!statuses) listed.set(sha, (statuses = on.forge.listStatuses({ ...on.repo, ref: sha })));
       return (await statuses).find((s) => s.context === context);
     };
   } else if (opts.statusesUnavailable) reads.statusesUnavailable = opts.statusesUnavailable;

@@ -1,14 +1,15 @@
 // A fleet repo for rollout tests: the example fleet in a git checkout whose origin is
 // a bare repo on the loopback git server (main, tenant branches and rollback branches
-// all live there), and the GitHub stand-in resolving refs from that bare repo.
+// all live there), and a forge stand-in (GitHub or Gitea) resolving refs from that bare repo.
 // The server runs in the test process, so everything that talks to it is async.
 import { execFile, execFileSync } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { createCommitStatus, createGitHubClient, type CommitState, type GitHubClient } from '../../renderer/core/github.js';
-import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';
+import { createForge, type Forge } from '../../renderer/core/forge.js';
+import type { CommitState } from '../../renderer/core/github.js';
+import { startForgeStandIn, type ForgeStandIn, type ForgeStandInKind } from '../support/forge-standin.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 
 const execFileAsync = promisify(execFile);
@@ -18,8 +19,9 @@ export const REPO = { owner: 'acme', repo: 'fleet' };
 
 export interface RolloutFixture {
   server: GitServer;
-  standIn: GitHubStandIn;
-  client: GitHubClient;
+  standIn: ForgeStandIn;
+  /** The forge client for the stand-in (detected from its URL, as the commands do). */
+  forge: Forge;
   /** Checkout of the fleet source; origin is `remote`. */
   root: string;
   remote: string;
@@ -37,7 +39,7 @@ export interface RolloutFixture {
   close(): Promise<void>;
 }
 
-export async function startRolloutFixture(): Promise<RolloutFixture> {
+export async function startRolloutFixture(kind: ForgeStandInKind = 'github'): Promise<RolloutFixture> {
   const server = await startGitServer();
   const bare = await server.createBareRepo('fleet.git');
   const remote = server.url('fleet.git');
@@ -50,24 +52,24 @@ export async function startRolloutFixture(): Promise<RolloutFixture> {
   git('config', 'user.name', 'Ada');
   git('config', 'user.email', 'ada@example.com');
   git('remote', 'add', 'origin', remote);
-  const standIn = await startGitHubStandIn({
+  const standIn = await startForgeStandIn(kind, {
     token: TOKEN,
     repos: ['acme/fleet'],
-    resolveRef: (_owner, _repo, ref) => {
+    resolveBranch: (branch) => {
       try {
         // A local read of the bare repo; it does not go through the server.
-        return execFileSync('git', ['--git-dir', bare, 'rev-parse', '--verify', '-q', `refs/${ref}^{commit}`], { encoding: 'utf8' }).trim();
+        return execFileSync('git', ['--git-dir', bare, 'rev-parse', '--verify', '-q', `refs/heads/${branch}^{commit}`], { encoding: 'utf8' }).trim();
       } catch {
         return undefined;
       }
     },
   });
-  const client = createGitHubClient({ token: TOKEN, baseUrl: standIn.url, retry: false, throttle: false });
+  const forge = createForge({ token: TOKEN, baseUrl: standIn.url, retry: false, throttle: false });
 
   const fixture: RolloutFixture = {
     server,
     standIn,
-    client,
+    forge,
     root,
     remote,
     bare,
@@ -100,7 +102,7 @@ export async function startRolloutFixture(): Promise<RolloutFixture> {
       return out;
     },
     async report(slug, sha, state, description = state === 'success' ? 'v2 up, 1/1 healthy' : 'health failed: api unhealthy') {
-      await createCommitStatus(client, { ...REPO, sha, context: `flotilla/${slug}`, state, description });
+      await forge.createCommitStatus({ ...REPO, sha, context: `flotilla/${slug}`, state, description });
     },
     async close() {
       await standIn.close();
