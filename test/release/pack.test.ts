@@ -50,9 +50,11 @@ async function npmJson<T>(args: string[], cwd: string): Promise<T> {
 }
 
 describe('npm pack', () => {
-  it('lists only dist/renderer, dist/agent, the README and package.json (dry run on this checkout)', async () => {
+  it('lists only dist/renderer, dist/agent, the scaffold, the README and package.json (dry run on this checkout)', async () => {
     const [result] = await npmJson<PackResult[]>(['pack', '--dry-run', '--json', '--ignore-scripts'], repo);
     const paths = result!.files.map((f) => f.path);
+    // What `flotilla init` copies; its .gitignore ships as scaffold/gitignore, since npm packs no .gitignore.
+    expect(paths).toEqual(expect.arrayContaining(['scaffold/fleet/fleet.yaml', 'scaffold/gitignore', 'scaffold/.github/workflows/publish.yml', 'scaffold/README.md']));
     expect(paths.filter(unwanted)).toEqual([]);
     expect(paths.filter((p) => !/^(dist\/(renderer|agent)\/|scaffold\/|README\.md$|LICENSE|package\.json$)/.test(p))).toEqual([]);
   });
@@ -93,7 +95,7 @@ describe('the packed release, from a clean copy', () => {
     expect(pack.size).toBeLessThan(1_000_000);
   });
 
-  it('installs into an empty prefix and runs flotilla --help, flotilla check on a fleet, flotilla-agent --help', async () => {
+  it('installs into an empty prefix and runs flotilla --help, flotilla check on a fleet, flotilla init then check in the new repo, flotilla-agent --help', async () => {
     const prefix = join(tmp, 'prefix');
     mkdirSync(prefix);
     cpSync(tarball, join(prefix, 'flotilla.tgz'));
@@ -135,6 +137,15 @@ describe('the packed release, from a clean copy', () => {
     expect(`${check.stdout}${check.stderr}`).not.toMatch(/error/i);
     const checkRoot = await run(join(bin, 'flotilla'), ['--root', fleet, 'check'], { cwd: prefix });
     expect(checkRoot.stdout).toBe(check.stdout);
+
+    // A fleet repo of one's own from the installed package's scaffold: init, then check in it.
+    const init = await run(join(bin, 'flotilla'), ['init', 'new-fleet', '--action', 'my-org/flotilla@v0'], { cwd: tmp });
+    expect(init.stdout).toContain('created .github/workflows/publish.yml');
+    expect(init.stdout).toContain('created .gitignore');
+    const newFleet = join(tmp, 'new-fleet');
+    expect(readFileSync(join(newFleet, '.github/workflows/publish.yml'), 'utf8')).toContain('uses: my-org/flotilla@v0');
+    const checkNew = await run(join(bin, 'flotilla'), ['check'], { cwd: newFleet });
+    expect(checkNew.stdout).toBe('ok: 2 tenants (0 paused), 6 files rendered\n');
 
     const agentHelp = await run(join(bin, 'flotilla-agent'), ['--help'], { cwd: prefix });
     expect(agentHelp.stdout).toMatch(/Usage: flotilla-agent/);
