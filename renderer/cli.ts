@@ -13,6 +13,32 @@ export interface CliIo {
   /** Directory relative paths (`--fleet-dir`, `--out`) are resolved against. */
   cwd: string;
   env: Record<string, string | undefined>;
+  /**
+   * Reads all of standard input (`flotilla secret set` takes the value from it, never from
+   * argv). Absent: the command has no standard input. Throws when stdin is a terminal.
+   */
+  readStdin?: () => Promise<string>;
+}
+
+/** Largest standard input `readProcessStdin` reads: a secret value, not a file. */
+export const MAX_STDIN_BYTES = 64 * 1024;
+
+/**
+ * The real CLI's CliIo.readStdin: all of process.stdin as UTF-8, refused when it is a
+ * terminal (a value typed there is echoed and lands in scrollback) or over MAX_STDIN_BYTES.
+ */
+export async function readProcessStdin(stdin: NodeJS.ReadStream = process.stdin): Promise<string> {
+  if (stdin.isTTY)
+    throw new SettingError('stdin', 'is a terminal; pipe the value in, e.g. `printf %s "$VALUE" | flotilla secret set TENANT KEY` or `flotilla secret set TENANT KEY < file`');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stdin) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += buf.length;
+    if (size > MAX_STDIN_BYTES) throw new SettingError('stdin', `holds more than ${MAX_STDIN_BYTES} bytes: a secret value is one .env line`);
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Adds one command to the program; its action throws a FlotillaError to fail. */

@@ -3,7 +3,7 @@
 // exports one register function; this file wires them up, and turns any error into a
 // message and an exit code through core/exit.ts, as the agent's CLI does.
 import { Command } from 'commander';
-import { addGlobalOptions, type CliIo, type RegisterCommand } from './cli.js';
+import { addGlobalOptions, readProcessStdin, type CliIo, type RegisterCommand } from './cli.js';
 import { reportCliError } from './core/exit.js';
 import { registerCheck } from './commands/check.js';
 import { registerRender } from './commands/render.js';
@@ -14,6 +14,7 @@ import { registerBump } from './commands/bump.js';
 import { registerStatus } from './commands/status.js';
 import { registerPromote } from './commands/promote.js';
 import { registerRollback } from './commands/rollback.js';
+import { registerSecret } from './commands/secret.js';
 import { registerInit } from './commands/init.js';
 import { isEntryPoint } from './core/entry-point.js';
 
@@ -28,6 +29,7 @@ const COMMANDS: RegisterCommand[] = [
   registerStatus,
   registerPromote,
   registerRollback,
+  registerSecret,
   registerInit,
 ];
 
@@ -58,6 +60,7 @@ if (isEntryPoint(import.meta.url)) {
     stderr: (s) => void process.stderr.write(s),
     cwd: process.cwd(),
     env: process.env,
+    readStdin: () => readProcessStdin(),
   };
   process.exitCode = await runCli(process.argv.slice(2), io);
 }

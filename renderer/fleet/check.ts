@@ -1,8 +1,9 @@
 // What `flotilla check` finds: fleet/ validated and every tenant rendered in memory,
 // every problem listed rather than the first, and one broken template reported once.
 import { resolve } from 'node:path';
-import { FlotillaError, ProblemListError, RenderedOutputError, TemplateError } from '../core/errors.js';
-import { loadFleet, type Fleet } from './fleet.js';
+import { AgeRecipientError, FleetConfigError, FlotillaError, ProblemListError, RenderedOutputError, TemplateError, type ConfigProblem } from '../core/errors.js';
+import { checkAgeRecipients, checkTenantSecrets } from '../core/secrets.js';
+import { FLEET_FILE, isRecipientDrift, loadFleetFromFiles, readFleetFiles, YamlSource, type Fleet } from './fleet.js';
 import { loadTemplates, renderFleetCollecting, type TemplateSet } from '../render/render.js';
 
 export interface CheckSummary {
@@ -43,6 +44,49 @@ export function groupRenderErrors(errors: FlotillaError[]): FlotillaError[] {
   });
 }
 
+/**
+ * What check holds against secrets set centrally beyond loadFleet (which already refuses a
+ * plaintext, malformed or undeclared entry): every recipient is a valid age key (checksum,
+ * through the age library), and every ciphertext is encrypted to the tenant's current
+ * recipients plus the fleet's admin recipients. Each problem names the tenant file, the key
+ * path (so the key) and its line; none holds a value or ciphertext.
+ */
+export async function secretProblems(fleet: Fleet, files: Map<string, string>): Promise<ConfigProblem[]> {
+  const problems: ConfigProblem[] = [];
+  const sources = new Map<string, YamlSource>();
+  const lineOf = (file: string, keyPath: string): number | undefined => {
+    const text = files.get(file);
+    if (text === undefined) return undefined;
+    let src = sources.get(file);
+    if (!src) sources.set(file, (src = new YamlSource(file, text)));
+    const at = keyPath.split(/\.|\[(\d+)\]/).filter((p) => p !== undefined && p !== '').map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    return src.lineOf(at);
+  };
+  const recipientsOf = async (file: string, list: string[], where: string) => {
+    for (let i = 0; i < list.length; i++) {
+      try {
+        await checkAgeRecipients([list[i]!], `${where}[${i}]`);
+      } catch (e) {
+        if (!(e instanceof AgeRecipientError)) throw e;
+        problems.push({ file, keyPath: `${where}[${i}]`, line: lineOf(file, `${where}[${i}]`), message: `${e.shown} ${e.detail}` });
+      }
+    }
+  };
+  await recipientsOf(FLEET_FILE, fleet.defaults.adminAgeRecipients, 'defaults.adminAgeRecipients');
+  for (const tenant of fleet.tenants) {
+    await recipientsOf(tenant.file, tenant.ageRecipients, 'ageRecipients');
+    const found = checkTenantSecrets({
+      declared: tenant.secrets,
+      recipients: tenant.ageRecipients,
+      adminRecipients: fleet.defaults.adminAgeRecipients,
+      encryptedSecrets: tenant.encryptedSecrets,
+    });
+    for (const p of found.filter(isRecipientDrift))
+      problems.push({ file: tenant.file, keyPath: p.keyPath, line: lineOf(tenant.file, p.keyPath), message: `tenant ${tenant.slug}: ${p.message}` });
+  }
+  return problems;
+}
+
 /** Loads and renders everything under `root`; throws one ProblemListError (or the single error) listing all problems. */
 export async function checkRepo(root: string): Promise<CheckSummary> {
   const problems: FlotillaError[] = [];
@@ -55,7 +99,12 @@ export async function checkRepo(root: string): Promise<CheckSummary> {
       return undefined;
     }
   };
-  const fleet: Fleet | undefined = await attempt(() => loadFleet(root));
+  const fleetFiles = await readFleetFiles(root);
+  const fleet: Fleet | undefined = await attempt(async () => loadFleetFromFiles(fleetFiles));
+  if (fleet) {
+    const secrets = await secretProblems(fleet, fleetFiles);
+    if (secrets.length > 0) problems.push(new FleetConfigError(secrets));
+  }
   const templates: TemplateSet | undefined = await attempt(() => loadTemplates(resolve(root, 'templates')));
   let files = 0;
   if (fleet && templates) {

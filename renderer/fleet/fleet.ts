@@ -10,6 +10,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Document, LineCounter, isMap, isNode, isPair, isScalar, isSeq, parseDocument, visit, type Node } from 'yaml';
 import { FleetConfigError, type ConfigProblem } from '../core/errors.js';
 import { byCodeUnits, SLUG_PATTERN, type HookCommand, type ManifestHooks, type TenantMode } from '../core/manifest.js';
+import { ageArmorProblem, checkTenantSecrets, looksLikeAgeRecipient, showRecipient, type EncryptedSecret, type SecretProblem } from '../core/secrets.js';
 import { parseWindow } from '../core/window.js';
 import schema from './fleet-schema.json' with { type: 'json' };
 
@@ -35,6 +36,8 @@ export interface FleetDefaults {
   hooks?: ManifestHooks;
   /** COMPOSE_* / DOCKER_* names the env patch may set on purpose (e.g. COMPOSE_PROFILES); absent: none. */
   composeSettings?: string[];
+  /** `defaults.adminAgeRecipients`: every secret set centrally is also encrypted to these (sorted, deduplicated). */
+  adminAgeRecipients: string[];
 }
 
 export interface Wave {
@@ -58,8 +61,15 @@ export interface Tenant {
   mode: TenantMode;
   /** Non-secret env values: fleet defaults overlaid with the tenant's own. */
   env: Record<string, string>;
-  /** Secret names the host generates when missing: fleet defaults plus the tenant's. */
+  /**
+   * Secret names: fleet defaults plus the tenant's. The host generates each one it lacks,
+   * unless the tenant file sets it centrally (`encryptedSecrets`, `flotilla secret set`).
+   */
   secrets: string[];
+  /** `ageRecipients`: the tenant's host(s), what secrets set centrally are encrypted to (sorted, deduplicated). */
+  ageRecipients: string[];
+  /** Secrets set centrally (`encryptedSecrets`), by key, sorted; the ciphertext goes into the manifest. */
+  encryptedSecrets: Record<string, EncryptedSecret>;
   /** Names an adopted host's own .env is known to define (env coverage in plan). */
   hostEnv: string[];
   features: Record<string, boolean>;
@@ -95,6 +105,7 @@ interface RawFleet {
     statusContextPrefix?: string;
     env?: Record<string, string | number | boolean>;
     secrets?: string[];
+    adminAgeRecipients?: string[];
     features?: Record<string, boolean>;
     window?: string | string[];
     hooks?: ManifestHooks;
@@ -118,6 +129,8 @@ interface RawTenant {
   env?: Record<string, string | number | boolean>;
   secrets?: string[];
   hostEnv?: string[];
+  ageRecipients?: string[];
+  encryptedSecrets?: unknown;
   features?: Record<string, boolean>;
   labels?: Record<string, string>;
   paused?: boolean;
@@ -388,7 +401,65 @@ function resolveDefaults(raw: RawFleet['defaults']): FleetDefaults {
     windows: windowList(raw.window),
     ...(raw.hooks ? { hooks: copyHooks(raw.hooks) } : {}),
     ...(raw.composeSettings?.length ? { composeSettings: [...raw.composeSettings].sort(byCodeUnits) } : {}),
+    adminAgeRecipients: recipientList(raw.adminAgeRecipients),
   };
+}
+
+function recipientList(raw: string[] | undefined): string[] {
+  return [...new Set((raw ?? []).map((r) => r.trim()))].sort(byCodeUnits);
+}
+
+/**
+ * Problems with a list of age recipients: each must look like one (its checksum is
+ * `flotilla check`'s, through the age library). The message shows a recipient shortened
+ * and never echoes a private key given by mistake.
+ */
+function recipientProblems(src: YamlSource, raw: string[] | undefined, keyPath: PathSegment[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  (raw ?? []).forEach((r, i) => {
+    if (looksLikeAgeRecipient(r.trim())) return;
+    const at = [...keyPath, i];
+    const message = /SECRET-KEY/i.test(r)
+      ? 'is an age private key: give its public recipient (age1…, printed by flotilla-agent keygen or age-keygen -y), and treat this key as leaked'
+      : `${showRecipient(r)} is not an age recipient (age1…, printed by flotilla-agent keygen)`;
+    problems.push({ file: src.file, keyPath: formatKeyPath(at), line: src.lineOf(at), message });
+  });
+  return problems;
+}
+
+/**
+ * A problem checkTenantSecrets reports that `flotilla check` holds, not loadFleet: a
+ * ciphertext not encrypted to the tenant's current recipients (a host re-keyed). Render
+ * still carries it (the host refuses it, naming the key), so one tenant's stale secret
+ * does not stop the fleet's publish; `check` in the PR refuses it.
+ */
+export function isRecipientDrift(p: SecretProblem): boolean {
+  return p.message.includes("is not encrypted to the tenant's current recipients");
+}
+
+/** How loadFleet treats a tenant's `encryptedSecrets`. */
+export interface LoadFleetOptions {
+  /**
+   * `check` (default): a plaintext, malformed or undeclared entry is a problem.
+   * `lenient`: such entries are left out of Tenant.encryptedSecrets without a problem
+   * (`flotilla secret` commands, which must be able to replace or remove them).
+   */
+  secretEntries?: 'check' | 'lenient';
+}
+
+/** The well-formed entries of a tenant file's `encryptedSecrets`, sorted by key. */
+function encryptedSecretEntries(raw: unknown, declared: readonly string[]): Record<string, EncryptedSecret> {
+  const out: Record<string, EncryptedSecret> = {};
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return out;
+  for (const [key, entry] of Object.entries(raw as Record<string, unknown>).sort(([a], [b]) => byCodeUnits(a, b))) {
+    if (!declared.includes(key) || !entry || typeof entry !== 'object' || Array.isArray(entry)) continue;
+    const e = entry as Record<string, unknown>;
+    const setAt = e.setAt instanceof Date ? e.setAt.toISOString() : e.setAt;
+    if (typeof setAt !== 'string' || typeof e.ciphertext !== 'string' || ageArmorProblem(e.ciphertext) !== undefined) continue;
+    if (!Array.isArray(e.recipients) || !e.recipients.every((r) => looksLikeAgeRecipient(typeof r === 'string' ? r.trim() : r))) continue;
+    out[key] = { recipients: recipientList(e.recipients as string[]), setAt, ciphertext: e.ciphertext };
+  }
+  return out;
 }
 
 function copyHooks(raw: ManifestHooks): ManifestHooks {
@@ -443,10 +514,26 @@ function resolveTenant(
   raw: RawTenant,
   defaults: FleetDefaults | undefined,
   problems: ConfigProblem[],
+  options: LoadFleetOptions = {},
 ): Tenant {
   const file = src.file;
   const env = { ...(defaults?.env ?? {}), ...stringifyEnv(raw.env) };
   const secrets = [...new Set([...(defaults?.secrets ?? []), ...(raw.secrets ?? [])])];
+  const ageRecipients = recipientList(raw.ageRecipients);
+  problems.push(...recipientProblems(src, raw.ageRecipients, ['ageRecipients']));
+  if (options.secretEntries !== 'lenient') {
+    const secretProblems = checkTenantSecrets({
+      declared: secrets,
+      recipients: ageRecipients,
+      adminRecipients: defaults?.adminAgeRecipients ?? [],
+      encryptedSecrets: raw.encryptedSecrets,
+    });
+    for (const p of secretProblems.filter((p) => !isRecipientDrift(p))) {
+      const at = p.keyPath.split('.');
+      problems.push({ file, keyPath: p.keyPath, line: src.lineOf(at, at.length === 2), message: p.message });
+    }
+  }
+  const encryptedSecrets = encryptedSecretEntries(raw.encryptedSecrets, secrets);
   for (const [key, value] of Object.entries(stringifyEnv(raw.env))) {
     if (/[\r\n\0]/.test(value))
       problems.push({ file, keyPath: `env.${key}`, line: src.lineOf(['env', key]), message: 'a .env value cannot contain a line break or NUL' });
@@ -455,7 +542,7 @@ function resolveTenant(
         file,
         keyPath: `env.${key}`,
         line: src.lineOf(['env', key], true),
-        message: `${key} is a secret name; secret values are generated on the host and never committed`,
+        message: `${key} is a secret name; secret values are generated on the host or set encrypted (flotilla secret set), never committed in plain`,
       });
   }
   if (defaults) {
@@ -483,6 +570,8 @@ function resolveTenant(
     env: sortedRecord(env),
     secrets,
     hostEnv: [...(raw.hostEnv ?? [])],
+    ageRecipients,
+    encryptedSecrets,
     features: { ...(defaults?.features ?? {}), ...(raw.features ?? {}) },
     labels: { ...(raw.labels ?? {}) },
     paused: raw.paused ?? false,
@@ -568,7 +657,7 @@ const TENANT_FILE = /^fleet\/tenants\/([^/]+)\.(yaml|yml)$/;
  * Throws one FleetConfigError listing every problem found. `parses` keeps parsed files
  * for a later load of the same texts.
  */
-export function loadFleetFromFiles(files: Map<string, string>, parses?: YamlParses): Fleet {
+export function loadFleetFromFiles(files: Map<string, string>, parses?: YamlParses, options: LoadFleetOptions = {}): Fleet {
   const problems: ConfigProblem[] = [];
   const { fleet: validateFleet, tenant: validateTenant } = getValidators();
 
@@ -585,6 +674,7 @@ export function loadFleetFromFiles(files: Map<string, string>, parses?: YamlPars
         rawFleet = value as RawFleet;
         problems.push(...windowProblems(fleetSrc, rawFleet.defaults.window, ['defaults', 'window']));
         problems.push(...hookProblems(fleetSrc, rawFleet.defaults.hooks, ['defaults', 'hooks']));
+        problems.push(...recipientProblems(fleetSrc, rawFleet.defaults.adminAgeRecipients, ['defaults', 'adminAgeRecipients']));
       } else problems.push(...schemaProblems(fleetSrc, validateFleet.errors ?? []));
     }
   }
@@ -626,7 +716,7 @@ export function loadFleetFromFiles(files: Map<string, string>, parses?: YamlPars
       problems.push(...schemaProblems(src, validateTenant.errors ?? []));
       continue;
     }
-    const tenant = resolveTenant(src, slug, value as RawTenant, defaults, problems);
+    const tenant = resolveTenant(src, slug, value as RawTenant, defaults, problems, options);
     const other = domains.get(tenant.domain);
     if (other)
       problems.push({
@@ -646,7 +736,12 @@ export function loadFleetFromFiles(files: Map<string, string>, parses?: YamlPars
 }
 
 /** Reads fleet/fleet.yaml and fleet/tenants/*.yaml under `repoRoot` and validates them. */
-export async function loadFleet(repoRoot: string): Promise<Fleet> {
+export async function loadFleet(repoRoot: string, options: LoadFleetOptions = {}): Promise<Fleet> {
+  return loadFleetFromFiles(await readFleetFiles(repoRoot), undefined, options);
+}
+
+/** fleet/fleet.yaml and fleet/tenants/*.yaml under `repoRoot`, by repo-relative path (missing ones left out). */
+export async function readFleetFiles(repoRoot: string): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   try {
     files.set(FLEET_FILE, await readFile(join(repoRoot, FLEET_FILE), 'utf8'));
@@ -664,7 +759,7 @@ export async function loadFleet(repoRoot: string): Promise<Fleet> {
     const path = `${TENANTS_DIR}/${name}`;
     files.set(path, await readFile(join(repoRoot, path), 'utf8'));
   }
-  return loadFleetFromFiles(files);
+  return files;
 }
 
 /** The tenant with this slug, or undefined. */

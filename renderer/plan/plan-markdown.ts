@@ -113,6 +113,7 @@ function fileSummary(t: TenantPlan): string {
   const parts = [...counts].map(([status, n]) => `${n} ${status}`);
   if (t.env.length > 0) parts.push(`${plural(t.env.length, 'env key')}`);
   if (t.hostSettings.length > 0) parts.push(`${plural(t.hostSettings.length, 'host setting')}`);
+  if (t.centralSecrets.length > 0) parts.push(`${plural(t.centralSecrets.length, 'secret')} set centrally`);
   return parts.join(', ') || 'manifest only';
 }
 
@@ -197,6 +198,11 @@ function hostSettingRows(changes: HostSettingChange[]): string[] {
   return rows;
 }
 
+/** `KEY: secret changed` per key: a name and what happened, never a value or ciphertext. */
+function centralSecretLines(t: TenantPlan): string[] {
+  return t.centralSecrets.map((s) => `- ${code(s.key)}: secret ${s.change}`);
+}
+
 function sectionBase(t: TenantPlan): string {
   const meta: string[] = [];
   if (t.change === 'added') meta.push('new tenant');
@@ -219,6 +225,7 @@ function sectionBase(t: TenantPlan): string {
   }
   if (t.env.length > 0) out.push('**Env patch**', '', ...envRows(t.env), '');
   if (t.hostSettings.length > 0) out.push('**Host settings**', '', ...hostSettingRows(t.hostSettings), '');
+  if (t.centralSecrets.length > 0) out.push('**Secrets set centrally** (encrypted to the host; values never shown)', '', ...centralSecretLines(t), '');
   if (t.envCoverage.missing.length > 0) {
     out.push(`> [!CAUTION]`, `> Missing for compose: ${nameList(t.envCoverage.missing, 800, 30)}`, '');
   }

@@ -6,6 +6,7 @@ import { fileChanges, type FileChange } from '../core/diff.js';
 import { COMPOSE_FILE_NAMES, evaluateComposeText } from '../core/compose-vars.js';
 import { ComposeFileError, RegistryError } from '../core/errors.js';
 import { byCodeUnits, describeHook, MANIFEST_PATH, type Manifest, type RenderedFile, type TenantMode } from '../core/manifest.js';
+import { encryptedSecretChanges, type SecretChange } from '../core/secrets.js';
 import type { Fleet, Tenant } from '../fleet/fleet.js';
 
 /** One tenant's render, as render.ts produces it (only what a plan reads). */
@@ -77,6 +78,11 @@ export interface TenantPlan {
   env: EnvChange[];
   /** Changes in maintenance windows, hooks and generated secrets (they live only in the manifest). */
   hostSettings: HostSettingChange[];
+  /**
+   * Secrets set centrally (`flotilla secret set`) added, changed (a new value or a
+   * re-encryption) or removed: names only, never a value or ciphertext.
+   */
+  centralSecrets: SecretChange[];
   envCoverage: EnvCoverage;
 }
 
@@ -219,7 +225,7 @@ const HOST_HELD_VALUE = '(held on the host)';
 function missingVariables(side: RenderedSide | undefined, tenant: Tenant | undefined): string[] {
   if (!side) return [];
   const { manifest } = side;
-  const hostHeld = [...manifest.secrets, ...(tenant?.secrets ?? []), ...(tenant?.hostEnv ?? [])];
+  const hostHeld = [...manifest.secrets, ...Object.keys(manifest.encryptedSecrets ?? {}), ...(tenant?.secrets ?? []), ...(tenant?.hostEnv ?? [])];
   const env: Record<string, string> = Object.fromEntries([
     ...hostHeld.map((name) => [name, HOST_HELD_VALUE] as const),
     ...Object.entries(manifest.envPatch),
@@ -318,11 +324,12 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
     if (head) imageTag.after = head.manifest.imageTag;
     const fileChanged = files.some((f) => f.status !== 'unchanged');
     const hostSettings = hostSettingChanges(base?.manifest, head?.manifest);
+    const centralSecrets = encryptedSecretChanges(base?.manifest.encryptedSecrets, head?.manifest.encryptedSecrets);
     const change: TenantChange = !base
       ? 'added'
       : !head
         ? 'removed'
-        : fileChanged || env.length > 0 || hostSettings.length > 0 || imageTag.before !== imageTag.after
+        : fileChanged || env.length > 0 || hostSettings.length > 0 || centralSecrets.length > 0 || imageTag.before !== imageTag.after
           ? 'changed'
           : 'unchanged';
     const plan: TenantPlan = {
@@ -333,6 +340,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<PlanReport> {
       files,
       env,
       hostSettings,
+      centralSecrets,
       envCoverage: {
         required: [...(head?.manifest.requiredVariables ?? [])].sort(byCodeUnits),
         missing,

@@ -534,6 +534,10 @@ export function renderTenant(fleet: Fleet, tenant: Tenant, templates: TemplateSe
   if (tenant.hooks && (tenant.hooks.preSwap?.length || tenant.hooks.postUp?.length)) manifest.hooks = tenant.hooks;
   if (tenant.adopt) manifest.adopt = tenant.adopt;
   if (fleet.defaults.composeSettings?.length) manifest.composeSettings = fleet.defaults.composeSettings.slice();
+  // Secrets set centrally travel as their ciphertext only (loadFleet checked each is age
+  // armor); the host decrypts them with its own identity. Never a value.
+  const sealed = Object.entries(tenant.encryptedSecrets ?? {});
+  if (sealed.length > 0) manifest.encryptedSecrets = Object.fromEntries(sealed.map(([key, s]) => [key, s.ciphertext]));
   // `files` is already in path order (templates.files is sorted by output, and the
   // manifest path is reserved), so insert the manifest where a sort would put it.
   let at = files.length;
