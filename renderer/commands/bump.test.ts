@@ -1,6 +1,6 @@
 // `flotilla bump` end to end: a local checkout whose origin is the loopback git
-// server (real `git http-backend`, token required), and the OpenAPI-checked GitHub
-// stand-in for the pull request.
+// server (real `git http-backend`, token required), and the OpenAPI-checked GitHub and
+// Gitea stand-ins for the pull request (the tests that open none run once).
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startGitHubStandIn, type GitHubStandIn } from '../../test/support/github-standin.js';
+import { FORGE_KINDS, startForgeStandIn, type ForgeStandIn } from '../../test/support/forge-standin.js';
 import { startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { GitError, SettingError } from '../core/errors.js';
 import type { CliIo } from '../cli.js';
@@ -37,9 +37,11 @@ const FILES: Record<string, string> = {
   'templates/env.hbs': 'IMAGE_TAG={{imageTag}}\n',
 };
 
-describe('flotilla bump', () => {
+describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
   let server: GitServer;
-  let standIn: GitHubStandIn;
+  let standIn: ForgeStandIn;
+  // A test that asks no forge runs on the GitHub stand-in only.
+  const gitOnly = it.runIf(kind === 'github');
   let bare: string;
   let work: string;
 
@@ -77,12 +79,12 @@ describe('flotilla bump', () => {
       cwd: work,
       env: { ...process.env, GIT_TERMINAL_PROMPT: '0' },
     });
-    standIn = await startGitHubStandIn({
+    standIn = await startForgeStandIn(kind, {
       token: TOKEN,
       repos: ['acme/fleet'],
-      resolveRef: (_owner, _repo, ref) => {
+      resolveBranch: (branch) => {
         try {
-          return execFileSync('git', ['--git-dir', bare, 'rev-parse', '--verify', '-q', `refs/${ref}`], { encoding: 'utf8' }).trim();
+          return execFileSync('git', ['--git-dir', bare, 'rev-parse', '--verify', '-q', `refs/heads/${branch}`], { encoding: 'utf8' }).trim();
         } catch {
           return undefined;
         }
@@ -133,7 +135,7 @@ describe('flotilla bump', () => {
     expect(out.join('')).not.toContain(TOKEN);
   });
 
-  it('bumps the fleet default with --all', async () => {
+  gitOnly('bumps the fleet default with --all', async () => {
     const { run, out } = cli();
     await run(['bump', '--all', '--tag', 'v2.11.0']);
     const text = execFileSync('git', ['--git-dir', bare, 'show', 'bump/all-v2.11.0:fleet/fleet.yaml'], { encoding: 'utf8' });
@@ -157,7 +159,7 @@ describe('flotilla bump', () => {
     expect(git(work, 'branch', '--list', 'bump/*')).toBe('');
   });
 
-  it('fails with a git error naming the remote when the push is refused, token not shown', async () => {
+  gitOnly('fails with a git error naming the remote when the push is refused, token not shown', async () => {
     const { run } = cli({ GITHUB_TOKEN: 'ghs_wrong_token_000000000000000000' });
     const err = await run(['bump', 'pia', '--tag', 'v9']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GitError);
@@ -165,7 +167,7 @@ describe('flotilla bump', () => {
     expect((err as Error).message).not.toContain('ghs_wrong_token');
   });
 
-  it('leaves no local branch behind when the push fails, so the same bump runs again', async () => {
+  gitOnly('leaves no local branch behind when the push fails, so the same bump runs again', async () => {
     const err = await cli({ GITHUB_TOKEN: 'ghs_wrong_token_000000000000000000' }).run(['bump', 'pia', '--tag', 'v9']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GitError);
     expect(git(work, 'branch', '--list', 'bump/*')).toBe('');
@@ -176,7 +178,7 @@ describe('flotilla bump', () => {
     expect(execFileSync('git', ['--git-dir', bare, 'rev-parse', 'refs/heads/bump/pia-v9'], { encoding: 'utf8' }).trim()).toBe(git(work, 'rev-parse', 'bump/pia-v9'));
   });
 
-  it('commits without pushing with --no-push, and refuses --open-pr with it', async () => {
+  gitOnly('commits without pushing with --no-push, and refuses --open-pr with it', async () => {
     const { run, out } = cli();
     await run(['bump', 'pia', '--tag', 'v9', '--no-push']);
     const commit = git(work, 'rev-parse', 'bump/pia-v9');
@@ -185,7 +187,7 @@ describe('flotilla bump', () => {
     await expect(cli().run(['bump', 'linda', '--tag', 'v9', '--no-push', '--open-pr'])).rejects.toThrow(/--open-pr: a pull request needs the branch pushed/);
   });
 
-  it('commits without pushing by default when the checkout has no origin remote', async () => {
+  gitOnly('commits without pushing by default when the checkout has no origin remote', async () => {
     git(work, 'remote', 'remove', 'origin');
     const { run, out } = cli({});
     await run(['bump', '--all', '--tag', 'v3']);

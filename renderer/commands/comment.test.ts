@@ -1,11 +1,12 @@
-// `flotilla comment` against the OpenAPI-checked GitHub stand-in.
+// `flotilla comment` against the OpenAPI-checked GitHub and Gitea stand-ins (the forge is
+// detected from the API URL: Gitea's ends in /api/v1).
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startGitHubStandIn, type GitHubStandIn } from '../../test/support/github-standin.js';
+import { FORGE_KINDS, startForgeStandIn, type ForgeStandIn } from '../../test/support/forge-standin.js';
 import type { CliIo } from '../cli.js';
 import { PLAN_COMMENT_MARKER } from '../plan/plan-markdown.js';
 import { registerComment } from './comment.js';
@@ -14,14 +15,14 @@ const TOKEN = 'ghs_comment_test_token_0123456789abcdef';
 const MAIN = 'a'.repeat(40);
 const HEAD = 'b'.repeat(40);
 
-describe('flotilla comment', () => {
-  let standIn: GitHubStandIn;
+describe.each(FORGE_KINDS)('flotilla comment (%s stand-in)', (kind) => {
+  let standIn: ForgeStandIn;
   let dir: string;
 
   beforeEach(async () => {
-    standIn = await startGitHubStandIn({ token: TOKEN, repos: ['acme/fleet'] });
-    standIn.setRef('acme/fleet', 'refs/heads/main', MAIN);
-    standIn.setRef('acme/fleet', 'refs/heads/bump/linda-v2', HEAD);
+    standIn = await startForgeStandIn(kind, { token: TOKEN, repos: ['acme/fleet'] });
+    standIn.setRef('acme/fleet', 'main', MAIN);
+    standIn.setRef('acme/fleet', 'bump/linda-v2', HEAD);
     const res = await api('POST', '/repos/acme/fleet/pulls', { title: 'Bump linda', head: 'bump/linda-v2', base: 'main' });
     expect(res.status).toBe(201);
     dir = await mkdtemp(join(tmpdir(), 'flotilla-comment-'));

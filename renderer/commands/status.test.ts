@@ -1,6 +1,6 @@
 // `flotilla status` against the loopback git server (tenant branches, real ls-refs
-// and fetch) and the OpenAPI-checked GitHub stand-in (commit statuses): a rollout
-// with a success, a failure, a paused tenant and one never published.
+// and fetch) and the OpenAPI-checked GitHub and Gitea stand-ins (commit statuses): a
+// rollout with a success, a failure, a paused tenant and one never published.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGitHubStandIn, type GitHubStandIn } from '../../test/support/github-standin.js';
+import { FORGE_KINDS, startForgeStandIn, type ForgeStandIn } from '../../test/support/forge-standin.js';
 import { startGitServer, type GitServer } from '../../test/support/git-server.js';
 import { TenantsFailedError } from '../core/errors.js';
 import { serializeManifest } from '../core/manifest.js';
@@ -27,9 +27,9 @@ const FLEET: Record<string, string> = {
   'fleet/tenants/trbh.yaml': 'mode: managed\n',
 };
 
-describe('flotilla status', () => {
+describe.each(FORGE_KINDS)('flotilla status (%s stand-in)', (kind) => {
   let server: GitServer;
-  let standIn: GitHubStandIn;
+  let standIn: ForgeStandIn;
   let work: string;
   let url: string;
   const heads: Record<string, string> = {};
@@ -85,7 +85,7 @@ describe('flotilla status', () => {
       await git(tree, '-c', auth, 'push', '-q', url, `tenants/${slug}`);
       await rm(tree, { recursive: true, force: true });
     }
-    standIn = await startGitHubStandIn({ token: TOKEN, repos: ['acme/fleet'] });
+    standIn = await startForgeStandIn(kind, { token: TOKEN, repos: ['acme/fleet'] });
     const post = (sha: string, state: string, slug: string, description: string) =>
       fetch(`${standIn.url}/repos/acme/fleet/statuses/${sha}`, {
         method: 'POST',
@@ -150,7 +150,8 @@ describe('flotilla status', () => {
     });
   });
 
-  it('works without a GitHub token: branches and published commits from git, statuses shown as unavailable', async () => {
+  // No forge is asked: the same whichever stand-in runs.
+  it.runIf(kind === 'github')('works without a GitHub token: branches and published commits from git, statuses shown as unavailable', async () => {
     const out: string[] = [];
     const io: CliIo & { isTTY: boolean } = {
       stdout: (s) => out.push(s),
