@@ -62,8 +62,18 @@ describe('agent settings', () => {
     ['FLOTILLA_BRANCH', { ...base, FLOTILLA_BRANCH: 'tenants/lin da' }],
     ['FLOTILLA_BRANCH', { ...base, FLOTILLA_BRANCH: '-linda' }],
     ['FLOTILLA_SCHEDUEL', { ...base, FLOTILLA_SCHEDUEL: '*/5 * * * *' }],
+    ['FLOTILLA_FORGE', { ...base, FLOTILLA_FORGE: 'gitlab' }],
   ])('names %s when it is missing or invalid', (setting, vars) => {
     expect(settingOf(() => parseAgentConfig(vars))).toBe(setting);
+  });
+
+  it('takes the forge from FLOTILLA_FORGE, else from the API URL (a path ending in /api/v1 is Gitea)', () => {
+    expect(parseAgentConfig(base).forge).toBe('github');
+    expect(parseAgentConfig({ ...base, FLOTILLA_GITHUB_API: 'https://ghe.example.com/api/v3' }).forge).toBe('github');
+    expect(parseAgentConfig({ ...base, FLOTILLA_GITHUB_API: 'https://git.example.com/api/v1' }).forge).toBe('gitea');
+    expect(parseAgentConfig({ ...base, FLOTILLA_GITHUB_API: 'https://git.example.com/gitea/api', FLOTILLA_FORGE: 'forgejo' }).forge).toBe('gitea');
+    expect(parseAgentConfig({ ...base, FLOTILLA_GITHUB_API: 'https://git.example.com/api/v1', FLOTILLA_FORGE: 'github' }).forge).toBe('github');
+    expect(() => parseAgentConfig({ ...base, FLOTILLA_FORGE: 'gitlab' })).toThrow(/FLOTILLA_FORGE.*must be github or gitea/);
   });
 
   it('accepts what is reasonable: no jitter, plain http to loopback with a token, a 6-field schedule, a cap equal to the first wait', () => {

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { parse as parseDotenv } from 'dotenv';
 import cron from 'node-cron';
 import { SettingError } from '../renderer/core/errors.js';
+import { detectForgeKind, type ForgeKind } from '../renderer/core/forge.js';
 import { repoSlugFromUrl, type RepoRef } from '../renderer/core/github.js';
 import { SLUG_PATTERN } from '../renderer/core/manifest.js';
 import { parseWindows, type MaintenanceWindow } from '../renderer/core/window.js';
@@ -26,6 +27,7 @@ export const AGENT_SETTINGS: readonly string[] = [
   'FLOTILLA_GIT_TOKEN',
   'FLOTILLA_GITHUB_TOKEN',
   'FLOTILLA_GITHUB_API',
+  'FLOTILLA_FORGE',
   'FLOTILLA_GITHUB_REPO',
   'FLOTILLA_SCHEDULE',
   'FLOTILLA_JITTER',
@@ -77,6 +79,11 @@ export interface AgentConfig {
   gitToken?: string;
   githubToken?: string;
   githubApi: string;
+  /**
+   * Which API FLOTILLA_GITHUB_API speaks: FLOTILLA_FORGE (github, gitea; forgejo is
+   * gitea), else detected from the URL (a path ending in /api/v1 is Gitea).
+   */
+  forge: ForgeKind;
   /** `owner/name` for commit statuses; undefined when it cannot be derived and was not set. */
   githubRepo?: string;
   schedule: string;
@@ -272,6 +279,7 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
   const githubToken = vars.FLOTILLA_GITHUB_TOKEN || undefined;
   const githubApi = vars.FLOTILLA_GITHUB_API?.trim() || 'https://api.github.com';
   httpUrl('FLOTILLA_GITHUB_API', githubApi, { sent: githubToken !== undefined, name: 'FLOTILLA_GITHUB_TOKEN' });
+  const forge = detectForgeKind(githubApi, vars.FLOTILLA_FORGE, 'FLOTILLA_FORGE');
   const githubRepo = vars.FLOTILLA_GITHUB_REPO?.trim() || slugOf(repoSlugFromUrl(repo));
   if (githubRepo !== undefined && !/^[\w.-]+\/[\w.-]+$/.test(githubRepo))
     throw new SettingError('FLOTILLA_GITHUB_REPO', `must be owner/name, got ${JSON.stringify(githubRepo)}`);
@@ -297,6 +305,7 @@ export function parseAgentConfig(vars: Record<string, string | undefined>): Agen
     gitToken,
     githubToken,
     githubApi,
+    forge,
     githubRepo,
     schedule,
     jitterSeconds: seconds('FLOTILLA_JITTER', vars.FLOTILLA_JITTER, 15, { zero: true }),

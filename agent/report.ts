@@ -1,7 +1,8 @@
 // Status delivery: every status is queued in the on-disk outbox first and then
 // flushed, so an unreachable forge delays statuses but never loses or reorders them.
 // The forge is GitHub (api.github.com, GHES's /api/v3) or Gitea/Forgejo (an
-// FLOTILLA_GITHUB_API ending in /api/v1), see renderer/core/forge.ts.
+// FLOTILLA_GITHUB_API ending in /api/v1, or FLOTILLA_FORGE=gitea|forgejo whatever the
+// URL), see renderer/core/forge.ts.
 import type { StatusOutbox } from './status-outbox.js';
 import { forgeStatusAccepted, forgeStatusSend, logStatusSend } from './status-outbox.js';
 import { parseRepoSlug, type GitHubClientOptions } from '../renderer/core/github.js';
@@ -42,7 +43,9 @@ export function createStatusReporter(
   let send = logStatusSend(log);
   let accepted: ReturnType<typeof forgeStatusAccepted> | undefined;
   if (config.githubToken && repo) {
-    const { forge: kind, ...client } = clientOptions;
+    // A test's (or a caller's) `forge` wins over FLOTILLA_FORGE, which wins over the URL.
+    const { forge: given, ...client } = clientOptions;
+    const kind = given ?? config.forge;
     const forge = createForge({
       ...AGENT_STATUS_CLIENT,
       ...client,

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
 import { startGiteaStandIn, type GiteaStandIn } from '../test/support/gitea-standin.js';
 import { createForge } from '../renderer/core/forge.js';
-import { createStatusReporter } from './report.js';
+import { createStatusReporter, type StatusReporter } from './report.js';
 import type { AgentConfig } from './config.js';
 import { GitHubError } from '../renderer/core/errors.js';
 import { createGitHubClient, type CommitStatusInput, type GitHubClientOptions } from '../renderer/core/github.js';
@@ -410,5 +410,35 @@ describe('StatusOutbox through the Gitea forge and the OpenAPI-checked Gitea sta
     await reporter.report({ tenantCommit: TENANT_SHA, sourceCommit: SOURCE_SHA, state: 'success', description: 'v2.10.3 up' } as Parameters<typeof reporter.report>[0]);
     expect(gitea.statuses('acme/fleet').map((s) => `${s.context} ${s.state} ${s.sha.slice(0, 4)}`)).toEqual(['flotilla/linda success d4d4', 'flotilla/linda success e5e5']);
     expect(lines).toEqual([]);
+  });
+
+  it('the reporter takes the forge from FLOTILLA_FORGE (config.forge) over what the API URL says', async () => {
+    // A Gitea behind a path that does not end in /api/v1: only the setting can say it is Gitea.
+    const seen: string[] = [];
+    const viaProxy: typeof fetch = (input, init) => {
+      seen.push(new Headers(init?.headers).get('accept') ?? '');
+      return fetch(String(input instanceof Request ? input.url : input).replace('http://git.example/gitea-api', gitea.url), init);
+    };
+    const base = { tenant: 'linda', githubToken: gitea.token, githubRepo: 'acme/fleet' };
+    const lines: string[] = [];
+    const asGitea = { ...base, githubApi: 'http://git.example/gitea-api', forge: 'gitea' } as AgentConfig;
+    await createStatusReporter(asGitea, new StatusOutbox(join(dir, 'outbox-gitea')), (l) => void lines.push(l), { retry: false, fetch: viaProxy }).report({
+      tenantCommit: TENANT_SHA,
+      state: 'success',
+      description: 'v2.10.3 up',
+    } as Parameters<StatusReporter['report']>[0]);
+    expect(gitea.statuses('acme/fleet').map((s) => `${s.context} ${s.state}`)).toEqual(['flotilla/linda success']);
+    // Gitea's client asks for plain JSON; Octokit (the GitHub forge) for GitHub's media type.
+    expect(seen).toEqual(['application/json']);
+    expect(lines).toEqual([]);
+
+    seen.length = 0;
+    const asGitHub = { ...base, githubApi: gitea.url, forge: 'github' } as AgentConfig;
+    await createStatusReporter(asGitHub, new StatusOutbox(join(dir, 'outbox-github')), () => undefined, { retry: false, throttle: false, fetch: viaProxy }).report({
+      tenantCommit: SOURCE_SHA,
+      state: 'pending',
+      description: 'applying',
+    } as Parameters<StatusReporter['report']>[0]);
+    expect(seen).toEqual([expect.stringContaining('application/vnd.github')]);
   });
 });

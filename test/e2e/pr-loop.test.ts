@@ -1,7 +1,9 @@
 // The pull-request loop a user lives in, end to end on the loopback git server and
-// the OpenAPI-checked GitHub stand-in: bump -> plan -> sticky comment -> merge ->
-// publish -> agents apply and post statuses -> `flotilla status`. Compose is the
-// recording runner here; test/e2e/full-loop.docker.test.ts runs the real engine.
+// an OpenAPI-checked forge stand-in, once on GitHub's and once on Gitea's: bump -> plan
+// -> sticky comment -> merge -> publish -> agents apply and post statuses -> `flotilla
+// status`. On Gitea the CLI and the agents are told FLOTILLA_FORGE=gitea (detecting it
+// from the /api/v1 URL is forge.test.ts's). Compose is the recording runner here;
+// test/e2e/full-loop.docker.test.ts runs the real engine.
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAgentCli } from '../../agent/main.js';
 import { loadFleet } from '../../renderer/fleet/fleet.js';
 import { runCli } from '../../renderer/main.js';
-import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';
+import { FORGE_KINDS, startForgeStandIn, type ForgeStandIn, type ForgeStandInKind } from '../support/forge-standin.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { RecordingCompose } from '../support/recording-compose.js';
 
@@ -21,7 +23,8 @@ const REPO = 'acme/fleet';
 const TENANTS = ['bnkops', 'linda', 'marcelle', 'pia', 'soroush']; // trbh is paused
 
 let server: GitServer;
-let github: GitHubStandIn;
+let kind: ForgeStandInKind;
+let github: ForgeStandIn;
 let work: string;
 let source: string;
 let url: string;
@@ -33,7 +36,11 @@ async function git(cwd: string, ...args: string[]): Promise<string> {
 }
 
 function githubEnv(): Record<string, string> {
-  return { FLOTILLA_GITHUB_TOKEN: github.token, FLOTILLA_GITHUB_API_URL: github.url, GITHUB_REPOSITORY: REPO };
+  return { FLOTILLA_GITHUB_TOKEN: github.token, FLOTILLA_GITHUB_API_URL: github.url, GITHUB_REPOSITORY: REPO, ...forgeSetting() };
+}
+
+function forgeSetting(): Record<string, string> {
+  return kind === 'gitea' ? { FLOTILLA_FORGE: 'gitea' } : {};
 }
 
 async function flotilla(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -72,6 +79,7 @@ async function agentOnce(slug: string): Promise<{ code: number; log: string }> {
       FLOTILLA_GITHUB_API: github.url,
       FLOTILLA_GITHUB_REPO: REPO,
       FLOTILLA_HEALTH_TIMEOUT: '5',
+      ...forgeSetting(),
     },
     compose,
   });
@@ -89,40 +97,42 @@ async function seedAdoptedHosts(): Promise<void> {
   }
 }
 
-beforeAll(async () => {
-  server = await startGitServer();
-  await server.createBareRepo('fleet.git');
-  url = server.url('fleet.git');
-  const bare = join(server.root, 'fleet.git');
-  github = await startGitHubStandIn({
-    repos: [REPO],
-    resolveRef: async (_o, _r, ref) => {
-      try {
-        return (await run('git', ['--git-dir', bare, 'rev-parse', '--verify', `${ref}^{commit}`])).stdout.trim();
-      } catch {
-        return undefined;
-      }
-    },
+describe.each(FORGE_KINDS)('the pull-request loop (loopback git + %s stand-in)', (forgeKind) => {
+  beforeAll(async () => {
+    kind = forgeKind;
+    composeOf.clear();
+    server = await startGitServer();
+    await server.createBareRepo('fleet.git');
+    url = server.url('fleet.git');
+    const bare = join(server.root, 'fleet.git');
+    github = await startForgeStandIn(kind, {
+      repos: [REPO],
+      resolveBranch: async (branch) => {
+        try {
+          return (await run('git', ['--git-dir', bare, 'rev-parse', '--verify', `refs/heads/${branch}^{commit}`])).stdout.trim();
+        } catch {
+          return undefined;
+        }
+      },
+    });
+    work = await mkdtemp(join(tmpdir(), 'flotilla-pr-loop-'));
+    source = join(work, 'source');
+    await cp(join(repoRoot, 'fleet'), join(source, 'fleet'), { recursive: true });
+    await cp(join(repoRoot, 'templates'), join(source, 'templates'), { recursive: true });
+    await git(work, 'init', '-q', '-b', 'main', source);
+    await git(source, 'add', '-A');
+    await git(source, 'commit', '-qm', 'example fleet');
+    await git(source, 'remote', 'add', 'origin', url);
+    await git(source, 'push', '-q', 'origin', 'main');
+    await seedAdoptedHosts();
   });
-  work = await mkdtemp(join(tmpdir(), 'flotilla-pr-loop-'));
-  source = join(work, 'source');
-  await cp(join(repoRoot, 'fleet'), join(source, 'fleet'), { recursive: true });
-  await cp(join(repoRoot, 'templates'), join(source, 'templates'), { recursive: true });
-  await git(work, 'init', '-q', '-b', 'main', source);
-  await git(source, 'add', '-A');
-  await git(source, 'commit', '-qm', 'example fleet');
-  await git(source, 'remote', 'add', 'origin', url);
-  await git(source, 'push', '-q', 'origin', 'main');
-  await seedAdoptedHosts();
-});
 
-afterAll(async () => {
-  await github?.close();
-  await server?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
-});
+  afterAll(async () => {
+    await github?.close();
+    await server?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
 
-describe('the pull-request loop (loopback git + GitHub stand-in)', () => {
   let prNumber = 0;
   let branch = '';
   let mergeCommit = '';
@@ -205,7 +215,7 @@ describe('the pull-request loop (loopback git + GitHub stand-in)', () => {
     expect(r.code).toBe(0);
   });
 
-  it('no request to the GitHub stand-in broke GitHub\'s OpenAPI description', () => {
+  it('no request to the stand-in broke the forge\'s OpenAPI description', () => {
     expect(github.violations()).toEqual([]);
   });
 });
