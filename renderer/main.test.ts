@@ -152,8 +152,12 @@ describe('error reporting', () => {
 
 describe('a user mistake is a message naming what to fix, never an internal error', () => {
   it('plan --out into a folder that does not exist names the flag and the path (exit 2)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const root = await repoWith();
+    for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'fleet']])
+      execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: root });
     const out = join(await tempDir(), 'no-such-folder', 'plan.md');
-    const r = await run(['--fleet-dir', repoRoot, 'plan', '--base', 'HEAD', '--no-registry-check', '--out', out]);
+    const r = await run(['--fleet-dir', root, 'plan', '--base', 'HEAD', '--no-registry-check', '--out', out]);
     expect(r).toMatchObject({ code: 2, stdout: '', stderr: `flotilla: --out: cannot write ${out}: its folder does not exist\n` });
   });
 
