@@ -182,6 +182,8 @@ describe('render and plan', () => {
     expect(added.change).toBe('changed');
     expect(added.secrets).toEqual([{ key: 'SMTP_PASSWORD', change: 'added' }]);
     expect(added.markdown).toContain('- `SMTP_PASSWORD`: secret added');
+    // From then on the host no longer generates it.
+    expect(added.markdown).toContain('| secrets generated on the host | `APP_SECRET`<br>`SMTP_PASSWORD` | `APP_SECRET` |');
     expect((await lines(one, changed)).markdown).toContain('- `SMTP_PASSWORD`: secret changed');
     expect((await lines(changed, none)).markdown).toContain('- `SMTP_PASSWORD`: secret removed');
     expect((await lines(one, one)).change).toBe('unchanged');

@@ -202,7 +202,8 @@ export function hostSettingChanges(before: Manifest | undefined, after: Manifest
     ['maintenance windows', m?.windows ?? []],
     ['pre-swap hooks', (m?.hooks?.preSwap ?? []).map(describeHook)],
     ['post-up hooks', (m?.hooks?.postUp ?? []).map(describeHook)],
-    ['secrets generated on the host', [...(m?.secrets ?? [])].sort(byCodeUnits)],
+    // A secret set centrally is not generated: its own line says `KEY: secret added`.
+    ['secrets generated on the host', (m?.secrets ?? []).filter((k) => !Object.hasOwn(m?.encryptedSecrets ?? {}, k)).sort(byCodeUnits)],
     ['files Flotilla did not write', m?.adopt === 'replace' ? ['replace (the host keeps a copy)'] : []],
   ];
   const was = read(before);
