@@ -7,39 +7,19 @@
 // What differs is kept in here: GitHub names refs `refs/heads/x` and asks its resolver
 // for `heads/x`, Gitea names branches; Gitea stores an unset description or target_url
 // as "" where GitHub has null (read back as null here, as the forge clients read them).
-import { startGitHubStandIn } from './github-standin.js';
+import { startGitHubStandIn, type StoredComment, type StoredPull, type StoredStatus } from './github-standin.js';
 import { startGiteaStandIn } from './gitea-standin.js';
 
 export const FORGE_KINDS = ['github', 'gitea'] as const;
 export type ForgeStandInKind = (typeof FORGE_KINDS)[number];
 
-export interface ForgeStandInStatus {
-  id: number;
-  sha: string;
-  /** Flotilla's four, or Gitea's warning / skipped. */
-  state: string;
-  context: string;
-  description: string | null;
-  target_url: string | null;
-  created_at: string;
-}
+/** A status as GitHub's stand-in stores it, but with Flotilla's four states or Gitea's warning / skipped. */
+export type ForgeStandInStatus = Omit<StoredStatus, 'state'> & { state: string };
 
-export interface ForgeStandInPull {
-  number: number;
-  title: string;
-  body: string | null;
-  head: string;
-  headSha: string;
-  base: string;
-  baseSha: string;
-  state: 'open' | 'closed';
-}
+/** What both stand-ins store of a pull request. */
+export type ForgeStandInPull = Pick<StoredPull, 'number' | 'title' | 'body' | 'head' | 'headSha' | 'base' | 'baseSha' | 'state'>;
 
-export interface ForgeStandInComment {
-  id: number;
-  issueNumber: number;
-  body: string;
-}
+export type ForgeStandInComment = Pick<StoredComment, 'id' | 'issueNumber' | 'body'>;
 
 export interface ForgeStandInOptions {
   token?: string;

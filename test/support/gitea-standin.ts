@@ -13,115 +13,29 @@
 // a second open PR for the same head and base is a 409.
 
 import http from 'node:http';
-import fs from 'node:fs';
 import { join } from 'node:path';
-import { Ajv, type ValidateFunction, type ErrorObject, type Format } from 'ajv';
+import { checkRequest, checkResponseBody, closeServer, COMMON_FORMATS, compileRoutes, HttpProblem, listenOnLoopback, loadOpenApiSpec, matchRoute, OpenApiSchemas, repoStore, standInJournal } from './openapi-validation.js';
+import type { Fault, HandlerInput as StandInHandlerInput, HandlerResult, JsonObject, OpenApiSchemasConfig, OpenApiSpec, Route, StandInControls, StandInOptions } from './openapi-validation.js';
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
-
-interface OpenApiParameter {
-  name: string;
-  in: 'path' | 'query' | 'header';
-  required?: boolean;
-  schema?: JsonObject;
-}
-interface OpenApiOperation {
-  operationId: string;
-  parameters?: OpenApiParameter[];
-  requestBody?: { required?: boolean; content: Record<string, { schema: JsonObject }> };
-  responses: Record<string, { $ref: string } | { content?: Record<string, { schema: JsonObject }> }>;
-}
-interface OpenApiSpec {
+interface GiteaSpec extends OpenApiSpec {
   info: { 'x-vendored-from': { repository: string; path: string; commit: string } };
-  paths: Record<string, Record<string, OpenApiOperation>>;
-  components: {
-    schemas: Record<string, JsonObject>;
-    responses: Record<string, { content?: Record<string, { schema: JsonObject }> }>;
-  };
 }
 
 export const GITEA_OPENAPI_FILE = join(import.meta.dirname, 'gitea-openapi', 'v1-openapi3.flotilla-excerpt.json');
 
-let cachedSpec: OpenApiSpec | undefined;
-export function loadGiteaSpec(): OpenApiSpec {
-  cachedSpec ??= JSON.parse(fs.readFileSync(GITEA_OPENAPI_FILE, 'utf8')) as OpenApiSpec;
-  return cachedSpec;
+export function loadGiteaSpec(): GiteaSpec {
+  return loadOpenApiSpec<GiteaSpec>(GITEA_OPENAPI_FILE);
 }
 
-const SCHEMA_BASE = 'https://openapi.flotilla.invalid/gitea/schemas/';
-const DROPPED_KEYS = new Set(['example', 'examples', 'discriminator', 'xml', 'externalDocs', 'deprecated', 'nullable']);
-const FORMATS: Record<string, Format> = {
-  'date-time': /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/,
-  email: /^[^\s@]+@[^\s@]+$/,
-  // Gitea's Go structs send "" for an unset URL (target_url, pull_request_url) under `format: uri`.
-  uri: (s: string) => s === '' || URL.canParse(s),
-  int64: { type: 'number' as const, validate: (n: number) => Number.isInteger(n) },
+const SCHEMA_CONFIG: OpenApiSchemasConfig = {
+  schemaBase: 'https://openapi.flotilla.invalid/gitea/schemas/',
+  label: 'Gitea OpenAPI excerpt',
+  formats: {
+    ...COMMON_FORMATS,
+    // Gitea's Go structs send "" for an unset URL (target_url, pull_request_url) under `format: uri`.
+    uri: (s: string) => s === '' || URL.canParse(s),
+  },
 };
-
-/** OpenAPI 3.0 schemas as JSON Schema for Ajv (`nullable`, component `$ref`s), compiled lazily. */
-class Schemas {
-  private readonly ajv: Ajv;
-  private readonly paramAjv: Ajv;
-  private readonly added = new Set<string>();
-  private readonly compiled = new Map<string, ValidateFunction>();
-
-  constructor(private readonly spec: OpenApiSpec) {
-    const common = { strict: false, allErrors: true, logger: false as const, formats: FORMATS };
-    this.ajv = new Ajv(common);
-    this.paramAjv = new Ajv({ ...common, coerceTypes: true });
-  }
-
-  validator(key: string, schema: JsonObject, forParams = false): ValidateFunction {
-    const cacheKey = `${forParams ? 'p' : 'b'}:${key}`;
-    let fn = this.compiled.get(cacheKey);
-    if (!fn) {
-      fn = (forParams ? this.paramAjv : this.ajv).compile(this.convert(schema) as JsonObject);
-      this.compiled.set(cacheKey, fn);
-    }
-    return fn;
-  }
-
-  private ensure(name: string): void {
-    if (this.added.has(name)) return;
-    const raw = this.spec.components.schemas[name];
-    if (!raw) throw new Error(`Gitea OpenAPI excerpt has no schema ${name}`);
-    this.added.add(name);
-    const converted = { ...(this.convert(raw) as JsonObject), $id: SCHEMA_BASE + name };
-    this.ajv.addSchema(converted);
-    this.paramAjv.addSchema(converted);
-  }
-
-  private convert(node: Json): Json {
-    if (Array.isArray(node)) return node.map((n) => this.convert(n));
-    if (node === null || typeof node !== 'object') return node;
-    const ref = node['$ref'];
-    if (typeof ref === 'string') {
-      const name = ref.replace('#/components/schemas/', '');
-      this.ensure(name);
-      return { $ref: SCHEMA_BASE + name };
-    }
-    const out: JsonObject = {};
-    for (const [key, value] of Object.entries(node)) {
-      if (DROPPED_KEYS.has(key) || key.startsWith('x-')) continue;
-      if (key === 'properties' && value && typeof value === 'object' && !Array.isArray(value)) {
-        out[key] = Object.fromEntries(Object.entries(value).map(([p, s]) => [p, this.convert(s)]));
-      } else if (['items', 'additionalProperties', 'not', 'allOf', 'anyOf', 'oneOf'].includes(key)) {
-        out[key] = this.convert(value);
-      } else {
-        out[key] = value;
-      }
-    }
-    return node['nullable'] === true ? { anyOf: [out, { type: 'null' }] } : out;
-  }
-}
-
-function formatAjvErrors(errors: ErrorObject[] | null | undefined, where: string): string {
-  return (errors ?? [])
-    .slice(0, 8)
-    .map((e) => `${where}${e.instancePath || ''} ${e.message ?? 'is invalid'}${e.params && 'allowedValues' in e.params ? ` (${(e.params['allowedValues'] as unknown[]).join(', ')})` : ''}`)
-    .join('; ');
-}
 
 // ---------------------------------------------------------------------------
 // Public types.
@@ -159,12 +73,7 @@ export interface GiteaStoredComment {
   updated_at: string;
 }
 
-export interface GiteaFault {
-  status: number;
-  headers?: Record<string, string>;
-  message?: string;
-  match?: { method?: string; path?: RegExp };
-}
+export type GiteaFault = Fault;
 
 export interface GiteaRequestRecord {
   method: string;
@@ -184,35 +93,17 @@ export interface GiteaViolation {
   message: string;
 }
 
-export interface GiteaStandInOptions {
-  token?: string;
-  login?: string;
-  repos?: string[];
-  /** Resolves branch names the stand-in was not told about (PR heads, `commits/{ref}`). */
-  resolveRef?: (owner: string, repo: string, ref: string) => string | undefined | Promise<string | undefined>;
-  /** Rewrites a successful answer before it is checked; only the stand-in's own tests use it. */
-  tamperResponse?: (operationId: string, body: unknown) => unknown;
-}
+/** `resolveRef` is asked for branch names (PR heads, `commits/{ref}`). */
+export type GiteaStandInOptions = StandInOptions;
 
-export interface GiteaStandIn {
+export interface GiteaStandIn extends StandInControls<GiteaStoredStatus, GiteaStoredPull, GiteaStoredComment, GiteaRequestRecord, GiteaViolation> {
   /** The API root clients use, ending in `/api/v1`. */
   readonly url: string;
   /** The server root (what Gitea Actions calls GITHUB_SERVER_URL). */
   readonly serverUrl: string;
-  readonly token: string;
-  addRepo(fullName: string, options?: { defaultBranch?: string; private?: boolean }): void;
   setRef(fullName: string, branch: string, sha: string): void;
-  statuses(fullName: string, sha?: string): GiteaStoredStatus[];
-  pulls(fullName: string): GiteaStoredPull[];
-  comments(fullName: string, issueNumber?: number): GiteaStoredComment[];
   /** Adds a status as another system (a CI) would, e.g. with Gitea's own `warning`. */
   addStatus(fullName: string, status: Omit<GiteaStoredStatus, 'id' | 'created_at'>): void;
-  failNext(count: number, fault: GiteaFault): void;
-  clearFaults(): void;
-  requests(): GiteaRequestRecord[];
-  violations(): GiteaViolation[];
-  clearLog(): void;
-  close(): Promise<void>;
 }
 
 interface StoredRepo {
@@ -242,34 +133,7 @@ const OPERATIONS = [
 ] as const;
 type OperationKey = (typeof OPERATIONS)[number];
 
-interface Route {
-  key: OperationKey;
-  method: string;
-  regex: RegExp;
-  names: string[];
-  operation: OpenApiOperation;
-}
-
-interface HandlerInput {
-  params: Record<string, string | number>;
-  query: Record<string, string | number>;
-  body: JsonObject;
-  repo: StoredRepo;
-}
-interface HandlerResult {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
-
-class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+type HandlerInput = StandInHandlerInput<StoredRepo>;
 
 const SHA = /^[0-9a-f]{40}$/;
 const DEFAULT_LIMIT = 30;
@@ -288,61 +152,32 @@ export function giteaCombinedState(states: GiteaStatusState[]): GiteaStatusState
   return 'success';
 }
 
-let sharedSchemas: Schemas | undefined;
+let sharedSchemas: OpenApiSchemas | undefined;
 
 export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Promise<GiteaStandIn> {
   const spec = loadGiteaSpec();
-  sharedSchemas ??= new Schemas(spec);
+  sharedSchemas ??= new OpenApiSchemas(spec, SCHEMA_CONFIG);
   const schemas = sharedSchemas;
   const token = options.token ?? 'gitea_standin_token_0123456789abcdef';
   const login = options.login ?? 'flotilla-bot';
-  const routes: Route[] = OPERATIONS.map((key) => {
-    const [method, path] = key.split(' ') as [string, string];
-    const operation = spec.paths[path]?.[method.toLowerCase()];
-    if (!operation) throw new Error(`Gitea OpenAPI excerpt has no operation ${key}`);
-    const names: string[] = [];
-    const pattern = path.replace(/\{(\w+)\}/g, (_m, name: string) => {
-      names.push(name);
-      // A ref may be a branch with slashes (tenants/linda), sent encoded or not.
-      return name === 'ref' ? '(.+)' : '([^/]+)';
-    });
-    return { key, method, regex: new RegExp(`^/api/v1${pattern}$`), names, operation };
-  });
+  // A ref may be a branch with slashes (tenants/linda), sent encoded or not.
+  const routes = compileRoutes(schemas, OPERATIONS, { prefix: '/api/v1', multiSegment: (name) => name === 'ref' });
 
-  const repos = new Map<string, StoredRepo>();
-  const faults: GiteaFault[] = [];
-  const log: GiteaRequestRecord[] = [];
-  const violationList: GiteaViolation[] = [];
+  const journal = standInJournal<GiteaRequestRecord, GiteaViolation>();
+  const { log, violationList } = journal;
   let nextId = 1000;
   let server = '';
   const api = () => `${server}/api/v1`;
-  const repoKey = (owner: string, name: string) => `${owner}/${name}`.toLowerCase();
-
-  function addRepo(fullName: string, opts: { defaultBranch?: string; private?: boolean } = {}): void {
-    const [owner, name] = fullName.split('/');
-    if (!owner || !name) throw new Error(`repo must be owner/name: ${fullName}`);
-    if (repos.has(repoKey(owner, name))) return;
-    repos.set(repoKey(owner, name), {
-      id: nextId++,
-      owner,
-      name,
-      defaultBranch: opts.defaultBranch ?? 'main',
-      private: opts.private ?? true,
-      refs: new Map(),
-      statuses: [],
-      pulls: [],
-      comments: [],
-      nextIndex: 1,
-    });
-  }
-  for (const r of options.repos ?? []) addRepo(r);
-
-  function repoOf(fullName: string): StoredRepo {
-    const [owner = '', name = ''] = fullName.split('/');
-    const repo = repos.get(repoKey(owner, name));
-    if (!repo) throw new Error(`stand-in has no repo ${fullName}`);
-    return repo;
-  }
+  const repos = repoStore<GiteaStoredStatus, GiteaStoredPull, GiteaStoredComment, StoredRepo>((base) => ({
+    id: nextId++,
+    ...base,
+    refs: new Map(),
+    statuses: [],
+    pulls: [],
+    comments: [],
+    nextIndex: 1,
+  }));
+  for (const r of options.repos ?? []) repos.add(r);
 
   async function resolve(repo: StoredRepo, ref: string): Promise<string | undefined> {
     if (SHA.test(ref)) return ref;
@@ -574,12 +409,6 @@ export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Prom
     return { message, url: `${server}/api/swagger` };
   }
 
-  function responseSchema(operation: OpenApiOperation, status: number): JsonObject | undefined {
-    let response = operation.responses[String(status)];
-    if (response && '$ref' in response) response = spec.components.responses[response.$ref.replace('#/components/responses/', '')];
-    return response && 'content' in response ? response.content?.['application/json']?.schema : undefined;
-  }
-
   async function handle(method: string, url: URL, raw: string, authorization: string): Promise<{ record: Partial<GiteaRequestRecord>; result: HandlerResult; route?: Route }> {
     const path = url.pathname;
     const violation = (kind: GiteaViolation['kind'], message: string, operation?: string) => {
@@ -588,60 +417,26 @@ export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Prom
     const m = /^(?:token|bearer)\s+(\S+)$/i.exec(authorization);
     if (!m || m[1] !== token) return { record: {}, result: { status: 401, body: errorBody('user does not exist') } };
 
-    let route: Route | undefined;
-    let params: Record<string, string> = {};
-    for (const r of routes) {
-      if (r.method !== method) continue;
-      const match = r.regex.exec(path);
-      if (!match) continue;
-      route = r;
-      params = Object.fromEntries(r.names.map((n, i) => [n, decodeURIComponent(match[i + 1] ?? '')]));
-      break;
-    }
-    if (!route) {
+    const match = matchRoute(routes, method, path);
+    if (!match) {
       violation('unknown-route', 'no such operation in the vendored Gitea description');
       return { record: {}, result: { status: 404, body: errorBody('Not Found') } };
     }
-    const { operation } = route;
-    const opId = operation.operationId;
+    const { route, params } = match;
+    const opId = route.operation.operationId;
 
-    const query: Record<string, string> = {};
-    for (const [k, v] of url.searchParams) query[k] = v;
-    const typedParams: Record<string, string | number> = { ...params };
-    const typedQuery: Record<string, string | number> = { ...query };
-    const problems: string[] = [];
-    for (const where of ['path', 'query'] as const) {
-      const declared = (operation.parameters ?? []).filter((p) => p.in === where);
-      const schema: JsonObject = {
-        type: 'object',
-        properties: Object.fromEntries(declared.map((p) => [p.name, (p.schema ?? {}) as Json])),
-        required: declared.filter((p) => p.required).map((p) => p.name),
-        // Gitea ignores unknown query parameters, but a client sending GitHub's names
-        // (per_page) would silently get Gitea's default page: that is a bug here.
-        ...(where === 'query' ? { additionalProperties: false } : {}),
-      };
-      const validate = schemas.validator(`${route.key}#${where}`, schema, true);
-      if (!validate(where === 'path' ? typedParams : typedQuery)) problems.push(formatAjvErrors(validate.errors, where));
+    const checked = checkRequest(schemas, match, url, raw, {
+      // Gitea ignores unknown query parameters, but a client sending GitHub's names
+      // (per_page) would silently get Gitea's default page: that is a bug here.
+      closedQuery: true,
+      bodyAlwaysRequired: true,
+      rejectUndeclaredBody: true,
+    });
+    if (checked.notJson) {
+      violation('request', 'body is not JSON', opId);
+      return { record: { operation: opId }, result: { status: 422, body: errorBody('invalid JSON') } };
     }
-    let body: JsonObject = {};
-    if (raw.length > 0) {
-      try {
-        body = JSON.parse(raw) as JsonObject;
-      } catch {
-        violation('request', 'body is not JSON', opId);
-        return { record: { operation: opId }, result: { status: 422, body: errorBody('invalid JSON') } };
-      }
-    }
-    const bodySpec = operation.requestBody?.content['application/json'];
-    if (bodySpec) {
-      if (raw.length === 0) problems.push('body is required');
-      else {
-        const validate = schemas.validator(`${route.key}#body`, bodySpec.schema);
-        if (!validate(body)) problems.push(formatAjvErrors(validate.errors, 'body'));
-      }
-    } else if (raw.length > 0) {
-      problems.push('the operation takes no body');
-    }
+    const { body, problems } = checked;
     const record = { operation: opId, ...(raw.length > 0 ? { body } : {}) };
     if (problems.length > 0) {
       const message = problems.join('; ');
@@ -649,16 +444,15 @@ export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Prom
       return { record, result: { status: 422, body: errorBody(message) }, route };
     }
 
-    const faultIndex = faults.findIndex((f) => (!f.match?.method || f.match.method === method) && (!f.match?.path || f.match.path.test(path)));
-    if (faultIndex >= 0) {
-      const fault = faults.splice(faultIndex, 1)[0]!;
+    const fault = journal.takeFault(method, path);
+    if (fault) {
       return { record: { ...record, fault: true }, result: { status: fault.status, body: errorBody(fault.message ?? 'Internal Server Error'), headers: fault.headers ?? {} }, route };
     }
 
-    const repo = repos.get(repoKey(String(params['owner']), String(params['repo'])));
+    const repo = repos.get(String(params['owner']), String(params['repo']));
     if (!repo) return { record, result: { status: 404, body: errorBody('The target couldn\'t be found.') }, route };
     try {
-      return { record, result: await handlers[route.key]({ params: typedParams, query: typedQuery, body, repo }, path), route };
+      return { record, result: await handlers[route.key as OperationKey]({ params: checked.params, query: checked.query, body, repo }, path), route };
     } catch (err) {
       if (err instanceof HttpProblem) return { record, result: { status: err.status, body: errorBody(err.message) }, route };
       throw err;
@@ -668,18 +462,16 @@ export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Prom
   function checkResponse(method: string, path: string, route: Route | undefined, result: HandlerResult): HandlerResult {
     if (!route) return result;
     const opId = route.operation.operationId;
-    const schema = responseSchema(route.operation, result.status);
-    if (!schema) {
+    const checked = checkResponseBody(schemas, route, result.status, result.body);
+    if (checked.kind === 'valid') return result;
+    if (checked.kind === 'undocumented') {
       // 401 and 5xx are the server's, 422 answers a request already recorded as a violation.
       const documented = String(result.status) in route.operation.responses || result.status === 401 || result.status === 422 || result.status >= 500;
       if (!documented) violationList.push({ kind: 'response', method, path, operation: opId, message: `status ${result.status} is not a documented response` });
       return result;
     }
-    const validate = schemas.validator(`${route.key}#${result.status}`, schema);
-    if (validate(JSON.parse(JSON.stringify(result.body)))) return result;
-    const message = formatAjvErrors(validate.errors, `response ${result.status}`);
-    violationList.push({ kind: 'response', method, path, operation: opId, message });
-    return { status: 500, body: errorBody(`stand-in response violates the Gitea description: ${message}`) };
+    violationList.push({ kind: 'response', method, path, operation: opId, message: checked.message });
+    return { status: 500, body: errorBody(`stand-in response violates the Gitea description: ${checked.message}`) };
   }
 
   const httpServer = http.createServer((req, res) => {
@@ -709,50 +501,23 @@ export async function startGiteaStandIn(options: GiteaStandInOptions = {}): Prom
     });
   });
 
-  await new Promise<void>((resolveListen, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(0, '127.0.0.1', () => resolveListen());
-  });
-  const address = httpServer.address();
-  if (!address || typeof address === 'string') throw new Error('stand-in has no TCP address');
-  server = `http://127.0.0.1:${address.port}`;
+  server = await listenOnLoopback(httpServer);
 
   return {
     url: api(),
     serverUrl: server,
     token,
-    addRepo,
+    addRepo: repos.add,
     setRef(fullName, branch, sha) {
-      repoOf(fullName).refs.set(branch.replace(/^(refs\/)?heads\//, ''), sha);
+      repos.of(fullName).refs.set(branch.replace(/^(refs\/)?heads\//, ''), sha);
     },
-    statuses(fullName, sha) {
-      return repoOf(fullName).statuses.filter((s) => sha === undefined || s.sha === sha).map((s) => ({ ...s }));
-    },
-    pulls(fullName) {
-      return repoOf(fullName).pulls.map((p) => ({ ...p }));
-    },
-    comments(fullName, issueNumber) {
-      return repoOf(fullName).comments.filter((c) => issueNumber === undefined || c.issueNumber === issueNumber).map((c) => ({ ...c }));
-    },
+    statuses: repos.statuses,
+    pulls: repos.pulls,
+    comments: repos.comments,
     addStatus(fullName, status) {
-      repoOf(fullName).statuses.push({ ...status, id: nextId++, created_at: now() });
+      repos.of(fullName).statuses.push({ ...status, id: nextId++, created_at: now() });
     },
-    failNext(count, fault) {
-      for (let i = 0; i < count; i++) faults.push(fault);
-    },
-    clearFaults() {
-      faults.length = 0;
-    },
-    requests: () => log.map((r) => ({ ...r })),
-    violations: () => violationList.map((v) => ({ ...v })),
-    clearLog() {
-      log.length = 0;
-      violationList.length = 0;
-    },
-    close: () =>
-      new Promise<void>((resolveClose) => {
-        httpServer.close(() => resolveClose());
-        httpServer.closeAllConnections();
-      }),
+    ...journal.controls,
+    close: () => closeServer(httpServer),
   };
 }

@@ -7,187 +7,34 @@
 // with a 500), so a test asserting `violations()` is empty proves both sides.
 
 import http from 'node:http';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
-import { Ajv, type ValidateFunction, type ErrorObject, type Format } from 'ajv';
+import { checkRequest, checkResponseBody, closeServer, COMMON_FORMATS, compileRoutes, HttpProblem, listenOnLoopback, loadOpenApiSpec, matchRoute, OpenApiSchemas, repoStore, standInJournal, takeMatching } from './openapi-validation.js';
+import type { Fault, HandlerInput as StandInHandlerInput, HandlerResult, Json, JsonObject, OpenApiSchemasConfig, OpenApiSpec, Route, StandInControls, StandInOptions } from './openapi-validation.js';
 
 // ---------------------------------------------------------------------------
 // The OpenAPI description, loaded once per process and compiled lazily.
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
-
-interface OpenApiParameter {
-  name: string;
-  in: 'path' | 'query' | 'header' | 'cookie';
-  required?: boolean;
-  schema?: JsonObject;
-}
-
-interface OpenApiOperation {
-  operationId: string;
-  parameters?: Array<OpenApiParameter | { $ref: string }>;
-  requestBody?: { required?: boolean; content: Record<string, { schema: JsonObject }> };
-  responses: Record<string, { $ref: string } | { content?: Record<string, { schema: JsonObject }> }>;
-}
-
-interface OpenApiSpec {
-  paths: Record<string, Record<string, OpenApiOperation>>;
-  components: {
-    schemas: Record<string, JsonObject>;
-    parameters: Record<string, OpenApiParameter>;
-    responses: Record<string, { content?: Record<string, { schema: JsonObject }> }>;
-  };
-}
-
-let cachedSpec: OpenApiSpec | undefined;
 let sharedSchemas: OpenApiSchemas | undefined;
 
 function loadSpec(): OpenApiSpec {
-  if (!cachedSpec) {
-    const require = createRequire(import.meta.url);
-    const file = require.resolve('@octokit/openapi/generated/api.github.com.json');
-    cachedSpec = JSON.parse(fs.readFileSync(file, 'utf8')) as OpenApiSpec;
-  }
-  return cachedSpec;
+  return loadOpenApiSpec(createRequire(import.meta.url).resolve('@octokit/openapi/generated/api.github.com.json'));
 }
 
-const SCHEMA_BASE = 'https://openapi.flotilla.invalid/github/schemas/';
-// Keys that annotate a schema but do not validate; `nullable` is rewritten below.
-const DROPPED_KEYS = new Set(['example', 'examples', 'discriminator', 'xml', 'externalDocs', 'deprecated', 'nullable']);
-const FORMATS: Record<string, Format> = {
-  'date-time': /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/,
-  date: /^\d{4}-\d{2}-\d{2}$/,
-  email: /^[^\s@]+@[^\s@]+$/,
-  uri: (s: string) => URL.canParse(s),
-  'uri-template': true,
-  int64: { type: 'number' as const, validate: (n: number) => Number.isInteger(n) },
-  'repo.nwo': /^[^/\s]+\/[^/\s]+$/,
+const SCHEMA_CONFIG: OpenApiSchemasConfig = {
+  schemaBase: 'https://openapi.flotilla.invalid/github/schemas/',
+  formats: {
+    ...COMMON_FORMATS,
+    date: /^\d{4}-\d{2}-\d{2}$/,
+    'uri-template': true,
+    'repo.nwo': /^[^/\s]+\/[^/\s]+$/,
+  },
 };
-
-/**
- * Turns OpenAPI 3.0 schemas into JSON Schema Ajv understands: `nullable: true` becomes
- * `anyOf [schema, null]` (Ajv's own `nullable` cannot combine with enum or allOf), component
- * `$ref`s point at separately added schemas so only what an operation reaches is compiled.
- */
-class OpenApiSchemas {
-  private readonly ajv: Ajv;
-  private readonly paramAjv: Ajv;
-  private readonly added = new Set<string>();
-  private readonly compiled = new Map<string, ValidateFunction>();
-
-  constructor(private readonly spec: OpenApiSpec) {
-    const common = { strict: false, allErrors: true, logger: false as const, formats: FORMATS };
-    this.ajv = new Ajv(common);
-    // Path and query parameters arrive as strings; the spec types them (integer, enum).
-    this.paramAjv = new Ajv({ ...common, coerceTypes: true });
-  }
-
-  validator(key: string, schema: JsonObject, forParams = false): ValidateFunction {
-    const cacheKey = `${forParams ? 'p' : 'b'}:${key}`;
-    let fn = this.compiled.get(cacheKey);
-    if (!fn) {
-      const converted = this.convert(schema) as JsonObject;
-      fn = (forParams ? this.paramAjv : this.ajv).compile(converted);
-      this.compiled.set(cacheKey, fn);
-    }
-    return fn;
-  }
-
-  private ensure(name: string): void {
-    if (this.added.has(name)) return;
-    const raw = this.spec.components.schemas[name];
-    if (!raw) throw new Error(`OpenAPI description has no schema ${name}`);
-    this.added.add(name);
-    const converted = { ...(this.convert(raw) as JsonObject), $id: SCHEMA_BASE + name };
-    this.ajv.addSchema(converted);
-    this.paramAjv.addSchema(converted);
-  }
-
-  private convert(node: Json): Json {
-    if (Array.isArray(node)) return node.map((n) => this.convert(n));
-    if (node === null || typeof node !== 'object') return node;
-    const ref = node['$ref'];
-    if (typeof ref === 'string') {
-      const name = ref.replace('#/components/schemas/', '');
-      this.ensure(name);
-      return { $ref: SCHEMA_BASE + name };
-    }
-    const out: JsonObject = {};
-    for (const [key, value] of Object.entries(node)) {
-      if (DROPPED_KEYS.has(key) || key.startsWith('x-')) continue;
-      if (key === 'properties' && value && typeof value === 'object' && !Array.isArray(value)) {
-        out[key] = Object.fromEntries(Object.entries(value).map(([p, s]) => [p, this.convert(s)]));
-      } else if (['items', 'additionalProperties', 'not', 'allOf', 'anyOf', 'oneOf'].includes(key)) {
-        out[key] = this.convert(value);
-      } else {
-        out[key] = value;
-      }
-    }
-    return node['nullable'] === true ? { anyOf: [out, { type: 'null' }] } : out;
-  }
-}
-
-function formatAjvErrors(errors: ErrorObject[] | null | undefined, where: string): string {
-  return (errors ?? [])
-    .slice(0, 8)
-    .map((e) => `${where}${e.instancePath || ''} ${e.message ?? 'is invalid'}${e.params && 'allowedValues' in e.params ? ` (${(e.params['allowedValues'] as unknown[]).join(', ')})` : ''}`)
-    .join('; ');
-}
-
-// ---------------------------------------------------------------------------
-// Routing: the operations the stand-in implements, matched the way GitHub does.
-
-interface RouteMatch {
-  key: string; // "POST /repos/{owner}/{repo}/statuses/{sha}"
-  operation: OpenApiOperation;
-  params: Record<string, string>;
-}
-
-interface Route {
-  key: string;
-  method: string;
-  regex: RegExp;
-  names: string[];
-  operation: OpenApiOperation;
-}
-
-function resolveParameters(spec: OpenApiSpec, op: OpenApiOperation): OpenApiParameter[] {
-  return (op.parameters ?? []).map((p) => {
-    if ('$ref' in p) {
-      const resolved = spec.components.parameters[p.$ref.replace('#/components/parameters/', '')];
-      if (!resolved) throw new Error(`OpenAPI description has no parameter ${p.$ref}`);
-      return resolved;
-    }
-    return p;
-  });
-}
-
-function compileRoute(spec: OpenApiSpec, method: string, path: string): Route {
-  const operation = spec.paths[path]?.[method.toLowerCase()];
-  if (!operation) throw new Error(`OpenAPI description has no operation ${method} ${path}`);
-  const params = resolveParameters(spec, operation);
-  const names: string[] = [];
-  const pattern = path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, name: string) => {
-    names.push(name);
-    // Refs like `heads/tenants/linda` may arrive with literal slashes or as %2F.
-    const multi = params.some((p) => p.name === name && (p as unknown as JsonObject)['x-multi-segment'] === true);
-    return multi ? '(.+)' : '([^/]+)';
-  });
-  return { key: `${method} ${path}`, method, regex: new RegExp(`^${pattern}$`), names, operation };
-}
 
 // ---------------------------------------------------------------------------
 // Public types.
 
-export interface Fault {
-  status: 500 | 502 | 503 | 403 | 429 | number;
-  headers?: Record<string, string>;
-  message?: string;
-  /** Only requests this matches consume the fault, e.g. `{ method: 'POST', path: /statuses/ }`. */
-  match?: { method?: string; path?: RegExp };
-}
+export type { Fault };
 
 export interface DelayOptions {
   count?: number;
@@ -262,44 +109,17 @@ interface StoredRepo {
   comments: StoredComment[];
 }
 
-export interface GitHubStandInOptions {
-  /** The token clients must send (`authorization: token X` or `Bearer X`). */
-  token?: string;
-  /** The login the token belongs to; appears as creator/user. */
-  login?: string;
-  /** Repositories to create up front, as `owner/name`. */
-  repos?: string[];
-  /**
-   * Resolves branch or tag names the stand-in has not been told about, e.g. from the
-   * loopback git server's bare repository, so PR heads and `commits/{ref}` see real commits.
-   */
-  resolveRef?: (owner: string, repo: string, ref: string) => string | undefined | Promise<string | undefined>;
-  /** Rewrites a successful answer before it is checked; only the stand-in's own tests use it, to prove the check. */
-  tamperResponse?: (operationId: string, body: unknown) => unknown;
-}
+/** `resolveRef` is asked for the ref as given and as `heads/x`, `tags/x`. */
+export type GitHubStandInOptions = StandInOptions;
 
-export interface GitHubStandIn {
+export interface GitHubStandIn extends StandInControls<StoredStatus, StoredPull, StoredComment, RequestRecord, Violation> {
   /** Base URL for Octokit (`baseUrl`), e.g. `http://127.0.0.1:41234`. */
   readonly url: string;
-  readonly token: string;
-  addRepo(fullName: string, options?: { defaultBranch?: string; private?: boolean }): void;
   setRef(fullName: string, ref: string, sha: string): void;
-  /** Statuses posted for a commit, oldest first. */
-  statuses(fullName: string, sha?: string): StoredStatus[];
-  pulls(fullName: string): StoredPull[];
-  comments(fullName: string, issueNumber?: number): StoredComment[];
-  /** The next `count` requests (matching `fault.match`) get this error answer instead. */
-  failNext(count: number, fault: Fault): void;
-  /** Drops every fault not yet consumed (the outage is over). */
-  clearFaults(): void;
   /** Delays the answer to the next request(s) by `ms`. */
   delayNext(ms: number, options?: DelayOptions): void;
-  requests(): RequestRecord[];
   /** Resolves once no request is being handled (late answers included). */
   idle(): Promise<void>;
-  violations(): Violation[];
-  clearLog(): void;
-  close(): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------
@@ -324,28 +144,7 @@ const OPERATIONS = [
 
 type OperationKey = (typeof OPERATIONS)[number];
 
-interface HandlerInput {
-  params: Record<string, string | number>;
-  query: Record<string, string | number>;
-  body: JsonObject;
-  repo: StoredRepo;
-}
-
-interface HandlerResult {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string> | undefined;
-}
-
-class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly errors?: Array<{ resource?: string; field?: string; code: string; message?: string }>,
-  ) {
-    super(message);
-  }
-}
+type HandlerInput = StandInHandlerInput<StoredRepo>;
 
 const DOCS = 'https://docs.github.com/rest';
 const SHA = /^[0-9a-f]{40}$/;
@@ -361,51 +160,28 @@ function nodeId(prefix: string, id: number): string {
 export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Promise<GitHubStandIn> {
   const spec = loadSpec();
   // Compiled validators are stateless; every stand-in in a process shares them.
-  sharedSchemas ??= new OpenApiSchemas(spec);
+  sharedSchemas ??= new OpenApiSchemas(spec, SCHEMA_CONFIG);
   const schemas = sharedSchemas;
   const token = options.token ?? 'ghs_standin_token_0123456789';
   const login = options.login ?? 'flotilla-bot';
-  const routes = OPERATIONS.map((key) => {
-    const [method, path] = key.split(' ') as [string, string];
-    return compileRoute(spec, method, path);
-  });
+  const routes = compileRoutes(schemas, OPERATIONS);
   let allRoutes: Route[] | undefined; // every spec path, built only to explain a miss
 
-  const repos = new Map<string, StoredRepo>();
-  const faults: Fault[] = [];
+  const journal = standInJournal<RequestRecord, Violation>();
+  const { log, violationList } = journal;
   const delays: Array<{ ms: number; phase: 'before' | 'after'; match?: DelayOptions['match'] }> = [];
-  const log: RequestRecord[] = [];
-  const violationList: Violation[] = [];
   let nextId = 1000;
   let base = '';
-
-  const repoKey = (owner: string, name: string) => `${owner}/${name}`.toLowerCase();
-
-  function addRepo(fullName: string, opts: { defaultBranch?: string; private?: boolean } = {}): void {
-    const [owner, name] = fullName.split('/');
-    if (!owner || !name) throw new Error(`repo must be owner/name: ${fullName}`);
-    if (repos.has(repoKey(owner, name))) return;
-    repos.set(repoKey(owner, name), {
-      id: nextId++,
-      owner,
-      name,
-      defaultBranch: opts.defaultBranch ?? 'main',
-      private: opts.private ?? true,
-      created_at: now(),
-      refs: new Map(),
-      statuses: [],
-      pulls: [],
-      comments: [],
-    });
-  }
-  for (const r of options.repos ?? []) addRepo(r);
-
-  function repoOf(fullName: string): StoredRepo {
-    const [owner = '', name = ''] = fullName.split('/');
-    const repo = repos.get(repoKey(owner, name));
-    if (!repo) throw new Error(`stand-in has no repo ${fullName}`);
-    return repo;
-  }
+  const repos = repoStore<StoredStatus, StoredPull, StoredComment, StoredRepo>((repo) => ({
+    id: nextId++,
+    ...repo,
+    created_at: now(),
+    refs: new Map(),
+    statuses: [],
+    pulls: [],
+    comments: [],
+  }));
+  for (const r of options.repos ?? []) repos.add(r);
 
   // ---- object builders, shaped as GitHub answers --------------------------------
 
@@ -880,20 +656,6 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
 
   // ---- request pipeline -------------------------------------------------------
 
-  function matchRoute(method: string, path: string): RouteMatch | undefined {
-    for (const route of routes) {
-      if (route.method !== method) continue;
-      const m = route.regex.exec(path);
-      if (!m) continue;
-      const params: Record<string, string> = {};
-      route.names.forEach((name, i) => {
-        params[name] = decodeURIComponent(m[i + 1] ?? '');
-      });
-      return { key: route.key, operation: route.operation, params };
-    }
-    return undefined;
-  }
-
   function inSpec(method: string, path: string): string | undefined {
     allRoutes ??= Object.entries(spec.paths).flatMap(([p, ops]) =>
       Object.keys(ops)
@@ -905,14 +667,6 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
         }),
     );
     return allRoutes.find((r) => r.method === method && r.regex.test(path))?.key;
-  }
-
-  function responseSchema(operation: OpenApiOperation, status: number): JsonObject | undefined {
-    let response = operation.responses[String(status)];
-    if (response && '$ref' in response) {
-      response = spec.components.responses[response.$ref.replace('#/components/responses/', '')];
-    }
-    return response && 'content' in response ? response.content?.['application/json']?.schema : undefined;
   }
 
   function errorBody(status: number, message: string, errors?: HttpProblem['errors']): JsonObject {
@@ -935,8 +689,8 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
     if (!m) return { record: {}, result: { status: 401, body: errorBody(401, 'Requires authentication') } };
     if (m[1] !== token) return { record: {}, result: { status: 401, body: errorBody(401, 'Bad credentials') } };
 
-    const route = matchRoute(method, path);
-    if (!route) {
+    const match = matchRoute(routes, method, path);
+    if (!match) {
       const known = inSpec(method, path);
       if (known) {
         violation('unimplemented', `the stand-in does not implement ${known}`);
@@ -945,46 +699,16 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       violation('unknown-route', 'no such operation in the OpenAPI description');
       return { record: {}, result: { status: 404, body: errorBody(404, 'Not Found') } };
     }
-    const { operation } = route;
-    const opId = operation.operationId;
+    const { route, params } = match;
+    const opId = route.operation.operationId;
 
-    // Parameters: path and query, typed by the spec.
-    const parameters = resolveParameters(spec, operation);
-    const query: Record<string, string> = {};
-    for (const [k, v] of url.searchParams) query[k] = v;
-    const problems: string[] = [];
-    const typedParams: Record<string, string | number> = { ...route.params };
-    const typedQuery: Record<string, string | number> = { ...query };
-    for (const where of ['path', 'query'] as const) {
-      const declared = parameters.filter((p) => p.in === where);
-      const schema: JsonObject = {
-        type: 'object',
-        properties: Object.fromEntries(declared.map((p) => [p.name, (p.schema ?? {}) as Json])),
-        required: declared.filter((p) => p.required).map((p) => p.name),
-      };
-      const validate = schemas.validator(`${route.key}#${where}`, schema, true);
-      const target = where === 'path' ? typedParams : typedQuery;
-      if (!validate(target)) problems.push(formatAjvErrors(validate.errors, where));
+    // Parameters (path and query, typed by the spec) and body.
+    const checked = checkRequest(schemas, match, url, raw);
+    if (checked.notJson) {
+      violation('request', 'body is not JSON', opId);
+      return { record: { operation: opId }, result: { status: 400, body: errorBody(400, 'Problems parsing JSON') } };
     }
-
-    // Body.
-    let body: JsonObject = {};
-    const bodySpec = operation.requestBody?.content['application/json'];
-    if (raw.length > 0) {
-      try {
-        body = JSON.parse(raw) as JsonObject;
-      } catch {
-        violation('request', 'body is not JSON', opId);
-        return { record: { operation: opId }, result: { status: 400, body: errorBody(400, 'Problems parsing JSON') } };
-      }
-    }
-    if (bodySpec) {
-      if (raw.length === 0 && operation.requestBody?.required) problems.push('body is required');
-      else if (raw.length > 0) {
-        const validate = schemas.validator(`${route.key}#body`, bodySpec.schema);
-        if (!validate(body)) problems.push(formatAjvErrors(validate.errors, 'body'));
-      }
-    }
+    const { body, problems } = checked;
     const record = { operation: opId, ...(raw.length > 0 ? { body } : {}) };
     if (problems.length > 0) {
       const message = problems.join('; ');
@@ -993,9 +717,8 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
     }
 
     // Injected faults take effect on valid requests only, so a fault never hides a bad one.
-    const faultIndex = faults.findIndex((f) => (!f.match?.method || f.match.method === method) && (!f.match?.path || f.match.path.test(path)));
-    if (faultIndex >= 0) {
-      const fault = faults.splice(faultIndex, 1)[0]!;
+    const fault = journal.takeFault(method, path);
+    if (fault) {
       const headers: Record<string, string> = { ...(fault.headers ?? {}) };
       const primary = headers['x-ratelimit-remaining'] === '0';
       if (primary && headers['x-ratelimit-reset'] === undefined) headers['x-ratelimit-reset'] = String(Math.floor(Date.now() / 1000));
@@ -1009,11 +732,11 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       return { record: { ...record, fault: true }, result: { status: fault.status, body: errorBody(fault.status, message), headers } };
     }
 
-    const [owner = '', name = ''] = [route.params['owner'], route.params['repo']];
-    const repo = repos.get(repoKey(owner, name));
+    const [owner = '', name = ''] = [params['owner'], params['repo']];
+    const repo = repos.get(owner, name);
     if (!repo) return { record, result: { status: 404, body: errorBody(404, 'Not Found') } };
     try {
-      const result = await handlers[route.key as OperationKey]({ params: typedParams, query: typedQuery, body, repo }, path);
+      const result = await handlers[route.key as OperationKey]({ params: checked.params, query: checked.query, body, repo }, path);
       return { record, result };
     } catch (err) {
       if (err instanceof HttpProblem) return { record, result: { status: err.status, body: errorBody(err.status, err.message, err.errors) } };
@@ -1024,21 +747,19 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
   function checkResponse(req: http.IncomingMessage, result: HandlerResult, opId: string | undefined): HandlerResult {
     const method = req.method ?? 'GET';
     const path = new URL(req.url ?? '/', 'http://stand-in').pathname;
-    const route = matchRoute(method, path);
-    if (!route) return result;
-    const schema = responseSchema(route.operation, result.status);
-    if (!schema) {
+    const match = matchRoute(routes, method, path);
+    if (!match) return result;
+    const checked = checkResponseBody(schemas, match.route, result.status, result.body);
+    if (checked.kind === 'valid') return result;
+    if (checked.kind === 'undocumented') {
       // Error answers the spec does not list (401, injected 500s) still take GitHub's error shape.
       if (result.status < 400) {
         violationList.push({ kind: 'response', method, path, ...(opId ? { operation: opId } : {}), message: `status ${result.status} is not a documented response` });
       }
       return result;
     }
-    const validate = schemas.validator(`${route.key}#${result.status}`, schema);
-    if (validate(JSON.parse(JSON.stringify(result.body)))) return result;
-    const message = formatAjvErrors(validate.errors, `response ${result.status}`);
-    violationList.push({ kind: 'response', method, path, ...(opId ? { operation: opId } : {}), message });
-    return { status: 500, body: errorBody(500, `stand-in response violates the OpenAPI description: ${message}`) };
+    violationList.push({ kind: 'response', method, path, ...(opId ? { operation: opId } : {}), message: checked.message });
+    return { status: 500, body: errorBody(500, `stand-in response violates the OpenAPI description: ${checked.message}`) };
   }
 
   let inProgress = 0;
@@ -1058,8 +779,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
         const method = req.method ?? 'GET';
         const path = req.url ?? '/';
         const pathname = new URL(path, 'http://stand-in').pathname;
-        const delayIndex = delays.findIndex((d) => (!d.match?.method || d.match.method === method) && (!d.match?.path || d.match.path.test(pathname)));
-        const delay = delayIndex >= 0 ? delays.splice(delayIndex, 1)[0] : undefined;
+        const delay = takeMatching(delays, method, pathname);
         let clientGaveUp = false;
         res.on('close', () => {
           if (!res.writableFinished) clientGaveUp = true;
@@ -1103,52 +823,25 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (!address || typeof address === 'string') throw new Error('stand-in has no TCP address');
-  base = `http://127.0.0.1:${address.port}`;
+  base = await listenOnLoopback(server);
 
   return {
     url: base,
     token,
-    addRepo,
+    addRepo: repos.add,
     setRef(fullName, ref, sha) {
-      repoOf(fullName).refs.set(`refs/${ref.replace(/^refs\//, '')}`, sha);
+      repos.of(fullName).refs.set(`refs/${ref.replace(/^refs\//, '')}`, sha);
     },
-    statuses(fullName, sha) {
-      return repoOf(fullName).statuses.filter((s) => sha === undefined || s.sha === sha).map((s) => ({ ...s }));
-    },
-    pulls(fullName) {
-      return repoOf(fullName).pulls.map((p) => ({ ...p }));
-    },
-    comments(fullName, issueNumber) {
-      return repoOf(fullName).comments.filter((c) => issueNumber === undefined || c.issueNumber === issueNumber).map((c) => ({ ...c }));
-    },
-    failNext(count, fault) {
-      for (let i = 0; i < count; i++) faults.push(fault);
-    },
-    clearFaults() {
-      faults.length = 0;
-    },
+    statuses: repos.statuses,
+    pulls: repos.pulls,
+    comments: repos.comments,
+    ...journal.controls,
     delayNext(ms, opts = {}) {
       for (let i = 0; i < (opts.count ?? 1); i++) delays.push({ ms, phase: opts.phase ?? 'before', ...(opts.match ? { match: opts.match } : {}) });
     },
-    requests: () => log.map((r) => ({ ...r })),
     async idle() {
       while (inProgress > 0) await new Promise((r) => setTimeout(r, 10));
     },
-    violations: () => violationList.map((v) => ({ ...v })),
-    clearLog() {
-      log.length = 0;
-      violationList.length = 0;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeServer(server),
   };
 }
