@@ -35,7 +35,7 @@ export function registerBump(program: Command, io: CliIo): void {
     .option('--no-push', 'commit the branch in this checkout only (the default when there is no origin remote)')
     .option('--from <ref>', 'commit the branch starts from', 'HEAD')
     .option('--base <branch>', 'base branch of the pull request (default: the repository default branch)')
-    .option('--repo <owner/name>', 'GitHub repository (default: GITHUB_REPOSITORY or the origin URL)')
+    .option('--repo <owner/name>', 'repository on the forge (GitHub, GHE, Gitea, Forgejo; default: GITHUB_REPOSITORY or the origin URL)')
     .action(async (slugs: string[], opts: BumpCliOptions) => {
       const root = fleetRoot(program, io);
       if (opts.all && slugs.length > 0) throw new SettingError('--all', 'bumps the fleet default; do not name tenants with it');

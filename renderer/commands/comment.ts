@@ -23,7 +23,7 @@ export function registerComment(program: Command, io: CliIo): void {
       .command('comment')
       .description('post the plan as one sticky pull-request comment (updated in place), and to $GITHUB_STEP_SUMMARY')
       .requiredOption('--pr <number>', 'pull request number')
-      .option('--repo <owner/name>', 'GitHub repository (default: GITHUB_REPOSITORY or the origin URL)')
+      .option('--repo <owner/name>', 'repository on the forge (GitHub, GHE, Gitea, Forgejo; default: GITHUB_REPOSITORY or the origin URL)')
       .option('--file <path>', 'post this markdown (from `flotilla plan --out`) instead of planning here'),
     false,
   ).action(async (opts: CommentCliOptions) => {

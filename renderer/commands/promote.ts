@@ -26,7 +26,7 @@ export function registerPromote(program: Command, io: CliIo): void {
     .command('promote')
     .description('check the current wave of the rollout and publish the next one when it succeeded and soaked; halt on failure')
     .requiredOption('--repo <url>', 'fleet git repository (http/https) holding the tenant branches')
-    .option('--github-repo <owner/name>', 'GitHub repository holding the statuses (default: GITHUB_REPOSITORY or the origin URL)')
+    .option('--github-repo <owner/name>', 'repository on the forge holding the statuses (default: GITHUB_REPOSITORY or the origin URL)')
     .option('--token <token>', 'token for pushing (default: $FLOTILLA_GIT_TOKEN or $GITHUB_TOKEN)')
     .option('--cache <dir>', 'bare repository kept between runs (default: a folder under the system temp dir)')
     .option('--commit <sha>', 'source commit being rolled out (default: HEAD of --root)')

@@ -36,7 +36,7 @@ export function registerPublish(program: Command, io: CliIo): void {
     .option('--source-repo <url>', 'source repository to name in manifests (default: origin URL of --root)')
     .option('--all-waves', 'publish every tenant now, ignoring rollout waves (emergencies)')
     .option('--now', 'the same as --all-waves')
-    .option('--github-repo <owner/name>', 'with a GitHub token set: read agent statuses here to publish a later wave')
+    .option('--github-repo <owner/name>', 'with a forge token set: read agent statuses here to publish a later wave')
     .option('--signing-key <file>', 'Ed25519 key (ssh-keygen -t ed25519, unencrypted) to sign tenant commits with')
     .action(async (opts: PublishCliOptions & { signingKey?: string }) => {
       const root = fleetRoot(program, io);

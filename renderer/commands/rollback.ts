@@ -23,7 +23,7 @@ export function registerRollback(program: Command, io: CliIo): void {
     .option('--from <ref>', 'commit the branch starts from', 'HEAD')
     .option('--open-pr', 'open a pull request for the branch (needs FLOTILLA_GITHUB_TOKEN or GITHUB_TOKEN)')
     .option('--base <branch>', 'base branch of the pull request (default: the repository default branch)')
-    .option('--repo <owner/name>', 'GitHub repository (default: GITHUB_REPOSITORY or the origin URL)')
+    .option('--repo <owner/name>', 'repository on the forge (GitHub, GHE, Gitea, Forgejo; default: GITHUB_REPOSITORY or the origin URL)')
     .action(async (slugs: string[], opts: RollbackCliOptions) => {
       const root = fleetRoot(program, io);
       const forge = opts.openPr ? forgeFromEnv(io.env) : undefined;

@@ -28,7 +28,7 @@ export function registerStatus(program: Command, io: CliIo): void {
     .description('show every tenant: desired tag, published commit, agent state and age; exit 1 when any failed')
     .option('--json', 'print JSON for scripts')
     .option('--html <file>', 'also write the fleet as one self-contained HTML page (failed tenants first, last rollout)')
-    .option('--repo <owner/name>', 'GitHub repository holding the statuses (default: GITHUB_REPOSITORY or the origin URL)')
+    .option('--repo <owner/name>', 'repository on the forge holding the statuses (default: GITHUB_REPOSITORY or the origin URL)')
     .option('--fleet-url <url>', 'fleet git repository (default: FLOTILLA_FLEET_URL or the origin remote)')
     .action(async (opts: StatusCliOptions) => {
       const root = fleetRoot(program, io);
