@@ -10,12 +10,13 @@ import { MANIFEST_PATH, serializeManifest, sha256, type RenderedFile } from '../
 import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
+import { recordedPass } from '../test/support/reconcile-pass.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
 import { snapshotTree } from '../test/support/tree-snapshot.js';
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig } from './config.js';
 import { runAgentCli } from './main.js';
-import { reconcileOnce, type StatusUpdate } from './reconcile.js';
+import type { StatusUpdate } from './reconcile.js';
 import { readState } from './state.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
@@ -94,17 +95,11 @@ async function publish(release: Release = {}): Promise<string> {
   return (await remoteBranchHead(repoUrl(), 'tenants/acme'))!;
 }
 
+/** Statuses recorded with their context (`drift success: ...`) where they have one. */
+const withContext = (u: StatusUpdate) => `${u.context ? `${u.context} ` : ''}${u.state}: ${u.description}`;
+
 async function pass(compose: RecordingCompose, over: Record<string, string> = {}) {
-  const statuses: string[] = [];
-  const log: string[] = [];
-  const outcome = await reconcileOnce({
-    config: parseAgentConfig(env(over)),
-    compose,
-    report: async (u: StatusUpdate) => void statuses.push(`${u.context ? `${u.context} ` : ''}${u.state}: ${u.description}`),
-    log: (line) => void log.push(line),
-    healthPollMs: 1,
-  });
-  return { outcome, statuses, log };
+  return recordedPass({ config: parseAgentConfig(env(over)), compose }, { statusLine: withContext });
 }
 
 async function cli(argv: string[], over: Record<string, string> = {}) {

@@ -11,13 +11,14 @@ import { MANIFEST_PATH, serializeManifest, type ManifestHooks } from '../rendere
 import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
+import { recordedPass, type RecordedPass } from '../test/support/reconcile-pass.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
 import { COMPOSE_ENV_ALLOWLIST } from './compose.js';
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig } from './config.js';
 import { hookArgv, hookOutputDir, hookRunsDir, runHooks, type HookRunOptions } from './hooks.js';
 import { AGENT_RUN_VARIABLE } from './exec.js';
-import { exitCodeOf, reconcileOnce, type ReconcileOutcome } from './reconcile.js';
+import { exitCodeOf } from './reconcile.js';
 import { readState } from './state.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
@@ -193,9 +194,7 @@ describe('hooks in a reconcile pass', () => {
     return (await remoteBranchHead(repo, 'tenants/acme'))!;
   }
 
-  async function pass(compose: RecordingCompose): Promise<{ outcome: ReconcileOutcome; statuses: string[]; log: string[] }> {
-    const statuses: string[] = [];
-    const log: string[] = [];
+  async function pass(compose: RecordingCompose): Promise<RecordedPass> {
     const config = parseAgentConfig({
       FLOTILLA_REPO: repo,
       FLOTILLA_TENANT: 'acme',
@@ -204,16 +203,12 @@ describe('hooks in a reconcile pass', () => {
       FLOTILLA_HEALTH_TIMEOUT: '1',
       ...TOKENS,
     });
-    const outcome = await reconcileOnce({
+    return recordedPass({
       config,
       compose,
-      report: async (u) => void statuses.push(`${u.state}: ${u.description}`),
-      log: (line) => void log.push(line),
-      healthPollMs: 1,
       hookEnv: { PATH: process.env.PATH, HOME: work, ...TOKENS },
       composeCommand: ['echo', 'compose'],
     });
-    return { outcome, statuses, log };
   }
 
   const copyConf = (file: string) => ['sh', '-c', `cat config/app.conf > "$FLOTILLA_HOOK_OUTPUT_DIR/${file}"`];

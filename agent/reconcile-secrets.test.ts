@@ -12,12 +12,13 @@ import { encryptSecret, generateAgeIdentity } from '../renderer/core/secrets.js'
 import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
+import { recordedPass } from '../test/support/reconcile-pass.js';
 import { fakeSourceCommit, tenantFixture } from '../test/support/tenant-fixture.js';
 import { snapshotTree } from '../test/support/tree-snapshot.js';
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig } from './config.js';
 import { HostSecrets } from './redact.js';
-import { exitCodeOf, reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
+import { exitCodeOf } from './reconcile.js';
 import { ageIdentityPath, createHostIdentity } from './secrets.js';
 
 const HEALTHY: ServiceState[] = [{ service: 'app', container: 'acme_app_1', state: 'running', health: 'healthy', image: 'app:v1' }];
@@ -70,18 +71,13 @@ async function publish(encryptedSecrets: Record<string, string>, label: string):
 }
 
 async function pass(compose: RecordingCompose) {
-  const statuses: string[] = [];
-  const log: string[] = [];
   const secrets = new HostSecrets({ installDir });
-  const outcome: ReconcileOutcome = await reconcileOnce({
+  const recorded = await recordedPass({
     config: parseAgentConfig({ FLOTILLA_REPO: repoUrl(), FLOTILLA_TENANT: 'acme', FLOTILLA_DIR: installDir, FLOTILLA_STATE_DIR: stateDir, FLOTILLA_HEALTH_TIMEOUT: '1' }),
     compose,
-    report: async (u: StatusUpdate) => void statuses.push(`${u.state}: ${u.description}`),
-    log: (line) => void log.push(line),
-    healthPollMs: 1,
     secrets,
   });
-  return { outcome, statuses, log, secrets };
+  return { ...recorded, secrets };
 }
 
 /** Every file of the state dir but the identity, as text. */

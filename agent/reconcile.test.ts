@@ -12,11 +12,12 @@ import { MANIFEST_PATH, serializeManifest, sha256 } from '../renderer/core/manif
 import { publishTenants } from '../renderer/publish/publish.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { RecordingCompose } from '../test/support/recording-compose.js';
+import { recordedPass, type RecordedPass } from '../test/support/reconcile-pass.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture, type TenantFixtureOptions } from '../test/support/tenant-fixture.js';
 import type { ServiceState } from './compose-runner.js';
 import { parseAgentConfig, type AgentConfig } from './config.js';
 import { journalPath } from './journal.js';
-import { exitCodeOf, isFailedPoll, reconcileOnce, type ReconcileOutcome, type StatusUpdate } from './reconcile.js';
+import { exitCodeOf, isFailedPoll, type ReconcileOutcome } from './reconcile.js';
 import { readState } from './state.js';
 import { snapshotTree } from '../test/support/tree-snapshot.js';
 
@@ -65,23 +66,8 @@ function config(over: Record<string, string> = {}): AgentConfig {
   });
 }
 
-interface Pass {
-  outcome: ReconcileOutcome;
-  statuses: string[];
-  log: string[];
-}
-
-async function pass(compose: RecordingCompose, over: Record<string, string> = {}): Promise<Pass> {
-  const statuses: string[] = [];
-  const log: string[] = [];
-  const outcome = await reconcileOnce({
-    config: config(over),
-    compose,
-    report: async (u: StatusUpdate) => void statuses.push(`${u.state}: ${u.description}`),
-    log: (line) => void log.push(line),
-    healthPollMs: 1,
-  });
-  return { outcome, statuses, log };
+async function pass(compose: RecordingCompose, over: Record<string, string> = {}): Promise<RecordedPass> {
+  return recordedPass({ config: config(over), compose });
 }
 
 async function publish(opts: Partial<TenantFixtureOptions> = {}): Promise<string> {
