@@ -40,8 +40,6 @@ const FILES: Record<string, string> = {
 describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
   let server: GitServer;
   let standIn: ForgeStandIn;
-  // A test that asks no forge runs on the GitHub stand-in only.
-  const gitOnly = it.runIf(kind === 'github');
   let bare: string;
   let work: string;
 
@@ -135,7 +133,7 @@ describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
     expect(out.join('')).not.toContain(TOKEN);
   });
 
-  gitOnly('bumps the fleet default with --all', async () => {
+  it('bumps the fleet default with --all', async () => {
     const { run, out } = cli();
     await run(['bump', '--all', '--tag', 'v2.11.0']);
     const text = execFileSync('git', ['--git-dir', bare, 'show', 'bump/all-v2.11.0:fleet/fleet.yaml'], { encoding: 'utf8' });
@@ -159,7 +157,7 @@ describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
     expect(git(work, 'branch', '--list', 'bump/*')).toBe('');
   });
 
-  gitOnly('fails with a git error naming the remote when the push is refused, token not shown', async () => {
+  it('fails with a git error naming the remote when the push is refused, token not shown', async () => {
     const { run } = cli({ GITHUB_TOKEN: 'ghs_wrong_token_000000000000000000' });
     const err = await run(['bump', 'pia', '--tag', 'v9']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GitError);
@@ -167,7 +165,7 @@ describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
     expect((err as Error).message).not.toContain('ghs_wrong_token');
   });
 
-  gitOnly('leaves no local branch behind when the push fails, so the same bump runs again', async () => {
+  it('leaves no local branch behind when the push fails, so the same bump runs again', async () => {
     const err = await cli({ GITHUB_TOKEN: 'ghs_wrong_token_000000000000000000' }).run(['bump', 'pia', '--tag', 'v9']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GitError);
     expect(git(work, 'branch', '--list', 'bump/*')).toBe('');
@@ -178,7 +176,7 @@ describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
     expect(execFileSync('git', ['--git-dir', bare, 'rev-parse', 'refs/heads/bump/pia-v9'], { encoding: 'utf8' }).trim()).toBe(git(work, 'rev-parse', 'bump/pia-v9'));
   });
 
-  gitOnly('commits without pushing with --no-push, and refuses --open-pr with it', async () => {
+  it('commits without pushing with --no-push, and refuses --open-pr with it', async () => {
     const { run, out } = cli();
     await run(['bump', 'pia', '--tag', 'v9', '--no-push']);
     const commit = git(work, 'rev-parse', 'bump/pia-v9');
@@ -187,7 +185,7 @@ describe.each(FORGE_KINDS)('flotilla bump (%s stand-in)', (kind) => {
     await expect(cli().run(['bump', 'linda', '--tag', 'v9', '--no-push', '--open-pr'])).rejects.toThrow(/--open-pr: a pull request needs the branch pushed/);
   });
 
-  gitOnly('commits without pushing by default when the checkout has no origin remote', async () => {
+  it('commits without pushing by default when the checkout has no origin remote', async () => {
     git(work, 'remote', 'remove', 'origin');
     const { run, out } = cli({});
     await run(['bump', '--all', '--tag', 'v3']);

@@ -81,9 +81,23 @@ describe('readSigningKey', () => {
     expect((await refusal(truncated)).detail).toBe('not an Ed25519 private key in OpenSSH or PKCS#8 PEM format (truncated)');
   });
 
-  it.skipIf(process.getuid?.() === 0)('refuses a key it may not read', async () => {
+  it('refuses a key it may not read', async () => {
     const path = await sshKeygen('unreadable', '-t', 'ed25519', '-N', '');
     await chmod(path, 0o000);
-    expect((await refusal(path)).detail).toBe('cannot be read (permission denied)');
+    if (process.getuid?.() !== 0) {
+      expect((await refusal(path)).detail).toBe('cannot be read (permission denied)');
+      return;
+    }
+    // Root reads any file: the refusal is shown by the same code run as nobody.
+    await chmod(work, 0o755);
+    const script = `import { readSigningKey } from ${JSON.stringify(join(import.meta.dirname, 'signing.ts'))};
+readSigningKey(${JSON.stringify(path)}).then(() => console.log('read'), (e) => console.log(e.detail));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      uid: 65534,
+      gid: 65534,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' },
+      cwd: join(import.meta.dirname, '..', '..'),
+    });
+    expect(stdout.trim()).toBe('cannot be read (permission denied)');
   });
 });
