@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { MANIFEST_PATH, serializeManifest, sha256, type Manifest, type RenderedFile } from '../renderer/core/manifest.js';
 import { publishTenants } from '../renderer/publish/publish.js';
+import { agentSettings } from '../test/support/agent-settings.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { docker } from '../test/support/images.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO } from '../test/support/tenant-fixture.js';
@@ -71,18 +72,7 @@ async function publish(services: string[]): Promise<string> {
 async function once(): Promise<{ code: number; log: string }> {
   let log = '';
   const code = await runAgentCli(['once'], {
-    env: {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: process.env.HOME ?? '/root',
-      DOCKER_HOST: ctx.host,
-      DOCKER_CONFIG: ctx.dockerConfig,
-      FLOTILLA_REPO: git.url('fleet.git'),
-      FLOTILLA_TENANT: PROJECT,
-      FLOTILLA_DIR: installDir,
-      FLOTILLA_STATE_DIR: stateDir,
-      FLOTILLA_COMPOSE: 'docker-compose',
-      FLOTILLA_HEALTH_TIMEOUT: '30',
-    },
+    env: agentSettings(ctx, { repoUrl: git.url('fleet.git'), tenant: PROJECT, installDir, stateDir }),
     stdout: (s) => void (log += s),
     stderr: (s) => void (log += s),
   });

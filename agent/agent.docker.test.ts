@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { publishTenants } from '../renderer/publish/publish.js';
+import { agentSettings } from '../test/support/agent-settings.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { docker } from '../test/support/images.js';
@@ -48,21 +49,7 @@ async function makeHost(tenant: string): Promise<Host> {
   const installDir = join(work, `${tenant}-install`);
   const stateDir = join(work, `${tenant}-state`);
   await mkdir(installDir, { recursive: true });
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    DOCKER_HOST: ctx.host,
-    DOCKER_CONFIG: ctx.dockerConfig,
-    FLOTILLA_REPO: repoUrl,
-    FLOTILLA_TENANT: tenant,
-    FLOTILLA_DIR: installDir,
-    FLOTILLA_STATE_DIR: stateDir,
-    FLOTILLA_GITHUB_TOKEN: github.token,
-    FLOTILLA_GITHUB_API: github.url,
-    FLOTILLA_GITHUB_REPO: GITHUB_REPO,
-    FLOTILLA_COMPOSE: 'docker-compose',
-    FLOTILLA_HEALTH_TIMEOUT: '30',
-  };
+  const env = agentSettings(ctx, { repoUrl, tenant, installDir, stateDir, github: { standIn: github, repo: GITHUB_REPO } });
   return { tenant, installDir, stateDir, env };
 }
 

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { remoteBranchHead } from '../renderer/core/git.js';
 import { publishTenants } from '../renderer/publish/publish.js';
+import { agentSettings } from '../test/support/agent-settings.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../test/support/github-standin.js';
 import { startGitServer, type GitServer } from '../test/support/git-server.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture } from '../test/support/tenant-fixture.js';
@@ -66,22 +67,11 @@ beforeAll(async () => {
   await git.createBareRepo('fleet.git');
   github = await startGitHubStandIn({ repos: [GITHUB_REPO] });
   await proxy.up(); // to learn a free port; taken down again by the test
-  env = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    DOCKER_HOST: ctx.host,
-    DOCKER_CONFIG: ctx.dockerConfig,
-    FLOTILLA_REPO: git.url('fleet.git'),
-    FLOTILLA_TENANT: 'acme',
-    FLOTILLA_DIR: installDir,
-    FLOTILLA_STATE_DIR: join(work, 'state'),
-    FLOTILLA_GITHUB_TOKEN: github.token,
-    FLOTILLA_GITHUB_API: github.url,
-    FLOTILLA_GITHUB_REPO: GITHUB_REPO,
-    FLOTILLA_COMPOSE: 'docker-compose',
-    FLOTILLA_HEALTH_TIMEOUT: '30',
-    FLOTILLA_HOST_FAULT_TIMEOUT: String(FAULT_TIMEOUT_SECONDS),
-  };
+  env = agentSettings(
+    ctx,
+    { repoUrl: git.url('fleet.git'), tenant: 'acme', installDir, stateDir: join(work, 'state'), github: { standIn: github, repo: GITHUB_REPO } },
+    { FLOTILLA_HOST_FAULT_TIMEOUT: String(FAULT_TIMEOUT_SECONDS) },
+  );
 });
 
 afterAll(async () => {

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createComposeRunner } from '../../agent/compose.js';
 import { runAgentCli } from '../../agent/main.js';
 import { runCli } from '../../renderer/main.js';
+import { agentSettings } from '../support/agent-settings.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { docker } from '../support/images.js';
@@ -73,21 +74,7 @@ async function flotilla(argv: string[], opts: { env?: Record<string, string>; st
 }
 
 function agentEnv(): Record<string, string> {
-  return {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    DOCKER_HOST: ctx.host,
-    DOCKER_CONFIG: ctx.dockerConfig,
-    FLOTILLA_REPO: repoUrl,
-    FLOTILLA_TENANT: TENANT,
-    FLOTILLA_DIR: installDir,
-    FLOTILLA_STATE_DIR: stateDir,
-    FLOTILLA_GITHUB_API: github.url,
-    FLOTILLA_GITHUB_TOKEN: github.token,
-    FLOTILLA_GITHUB_REPO: GITHUB_REPO,
-    FLOTILLA_COMPOSE: 'docker-compose',
-    FLOTILLA_HEALTH_TIMEOUT: '30',
-  };
+  return agentSettings(ctx, { repoUrl, tenant: TENANT, installDir, stateDir, github: { standIn: github, repo: GITHUB_REPO } });
 }
 
 async function agent(args: string[]): Promise<{ code: number; stdout: string; log: string }> {

@@ -20,6 +20,7 @@ import { setYamlScalar } from '../../renderer/fleet/bump.js';
 import { remoteBranchHead } from '../../renderer/core/git.js';
 import { runCli } from '../../renderer/main.js';
 import type { PlanReport } from '../../renderer/plan/plan.js';
+import { agentSettings } from '../support/agent-settings.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { docker } from '../support/images.js';
@@ -144,21 +145,7 @@ async function makeHost(slug: Slug): Promise<Host> {
     slug,
     installDir,
     stateDir,
-    env: {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: process.env.HOME ?? '/root',
-      DOCKER_HOST: ctx.host,
-      DOCKER_CONFIG: ctx.dockerConfig,
-      FLOTILLA_REPO: repoUrl,
-      FLOTILLA_TENANT: slug,
-      FLOTILLA_DIR: installDir,
-      FLOTILLA_STATE_DIR: stateDir,
-      FLOTILLA_GITHUB_API: github.url,
-      FLOTILLA_GITHUB_TOKEN: github.token,
-      FLOTILLA_GITHUB_REPO: GITHUB_REPO,
-      FLOTILLA_COMPOSE: 'docker-compose',
-      FLOTILLA_HEALTH_TIMEOUT: '30',
-    },
+    env: agentSettings(ctx, { repoUrl, tenant: slug, installDir, stateDir, github: { standIn: github, repo: GITHUB_REPO } }),
   };
 }
 

@@ -18,6 +18,7 @@ import { createComposeRunner } from '../../agent/compose.js';
 import { journalPath } from '../../agent/journal.js';
 import { runAgentCli } from '../../agent/main.js';
 import { readState } from '../../agent/state.js';
+import { agentSettings } from '../support/agent-settings.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { docker } from '../support/images.js';
 import { fakeSourceCommit, FIXTURE_SOURCE_REPO, tenantFixture, type TenantFixture } from '../support/tenant-fixture.js';
@@ -107,18 +108,7 @@ beforeAll(async () => {
   git = await startGitServer();
   await git.createBareRepo('fleet.git');
   repoUrl = git.url('fleet.git');
-  env = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    DOCKER_HOST: ctx.host,
-    DOCKER_CONFIG: ctx.dockerConfig,
-    FLOTILLA_REPO: repoUrl,
-    FLOTILLA_TENANT: TENANT,
-    FLOTILLA_DIR: installDir,
-    FLOTILLA_STATE_DIR: stateDir,
-    FLOTILLA_COMPOSE: wrapper,
-    FLOTILLA_HEALTH_TIMEOUT: '30',
-  };
+  env = agentSettings(ctx, { repoUrl, tenant: TENANT, installDir, stateDir, compose: wrapper });
   const v1 = await publish('v1');
   const applied = await onceInProcess();
   expect(applied.code, applied.log).toBe(0);

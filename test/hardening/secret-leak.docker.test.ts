@@ -17,6 +17,7 @@ import { publishTenants } from '../../renderer/publish/publish.js';
 import { createComposeRunner } from '../../agent/compose.js';
 import { runAgentCli } from '../../agent/main.js';
 import { readState } from '../../agent/state.js';
+import { agentSettings } from '../support/agent-settings.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../support/github-standin.js';
 import { startGitServer, type GitServer } from '../support/git-server.js';
 import { docker, pushTestImage } from '../support/images.js';
@@ -107,22 +108,7 @@ async function publish(opts: { cpusTypo?: boolean; hooks?: ManifestHooks }): Pro
 }
 
 function agentEnv(): Record<string, string> {
-  return {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    DOCKER_HOST: ctx.host,
-    DOCKER_CONFIG: ctx.dockerConfig,
-    FLOTILLA_REPO: repoUrl,
-    FLOTILLA_TENANT: TENANT,
-    FLOTILLA_DIR: installDir,
-    FLOTILLA_STATE_DIR: stateDir,
-    FLOTILLA_GITHUB_TOKEN: github.token,
-    FLOTILLA_GITHUB_API: github.url,
-    FLOTILLA_GITHUB_REPO: GITHUB_REPO,
-    FLOTILLA_COMPOSE: 'docker-compose',
-    FLOTILLA_HEALTH_TIMEOUT: '30',
-    FLOTILLA_SCHEDULE: '0 0 1 1 *',
-  };
+  return agentSettings(ctx, { repoUrl, tenant: TENANT, installDir, stateDir, github: { standIn: github, repo: GITHUB_REPO } }, { FLOTILLA_SCHEDULE: '0 0 1 1 *' });
 }
 
 async function cli(args: string[], opts: { stopSignal?: AbortSignal; lines?: string[] } = {}): Promise<{ code: number; text: string }> {
