@@ -1,7 +1,6 @@
 // The settings (environment) of an agent run against the private test engine: the
 // process's PATH and HOME, the engine's DOCKER_HOST and DOCKER_CONFIG, the tenant's
 // repository, folders and compose command, and the GitHub stand-in when statuses go to one.
-import type { DockerTestContext } from './global-setup-docker.js';
 
 export interface AgentSettingsOptions {
   /** FLOTILLA_REPO: the fleet repository the agent pulls. */
@@ -20,7 +19,8 @@ export interface AgentSettingsOptions {
 
 /** The agent's settings on the test engine; `overrides` add settings or replace any of these. */
 export function agentSettings(
-  engine: Pick<DockerTestContext, 'host' | 'dockerConfig'>,
+  // Structural, not global-setup-docker's type: that file is vitest's and stays out of the build.
+  engine: { host: string; dockerConfig: string },
   opts: AgentSettingsOptions,
   overrides: Record<string, string> = {},
 ): Record<string, string> {
