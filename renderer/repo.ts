@@ -318,21 +318,3 @@ export async function commitOnNewBranch(opts: BranchCommit): Promise<string> {
 export function pushLocalBranch(dir: string, url: string, branch: string, auth?: GitAuth): Promise<'pushed' | 'rejected'> {
   return pushBranch(join(dir, '.git'), url, branch, auth);
 }
-
-// ---- reads of the fleet repository's bare cache (tenant branches) ---------
-
-/** The tree and message of commit `oid` in the bare repository `gitdir`. */
-export async function readCommitInfo(gitdir: string, oid: string, cache: object = {}): Promise<{ tree: string; message: string }> {
-  const { commit } = await git.readCommit({ fs: nodeFs, gitdir, oid, cache });
-  return { tree: commit.tree, message: commit.message };
-}
-
-/** The UTF-8 text of `path` in commit `oid` of `gitdir`, or undefined when it has none. */
-export async function readTextAtCommit(gitdir: string, oid: string, path: string): Promise<string | undefined> {
-  try {
-    const { blob } = await git.readBlob({ fs: nodeFs, gitdir, oid, filepath: path });
-    return Buffer.from(blob).toString('utf8');
-  } catch {
-    return undefined;
-  }
-}

@@ -633,6 +633,16 @@ export async function readLocalCommit(
   }
 }
 
+/** The UTF-8 text of `path` in commit `oid` of the local repository, or undefined when it has none. */
+export async function readLocalFile(gitdir: string, oid: string, path: string, deps: GitDeps = nodeGitDeps): Promise<string | undefined> {
+  try {
+    const { blob } = await git.readBlob({ fs: deps.fs, gitdir, oid, filepath: path });
+    return Buffer.from(blob).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 /** One entry of a tree object: `type` is 'tree' for a folder, 'blob' for a file. */
 export interface LocalTreeEntry {
   mode: string;

@@ -6,13 +6,14 @@
 // `flotilla publish` without. The forge is GitHub, GHE, Gitea or Forgejo (core/forge.ts).
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
-import { ensureBareRepo, fetchAllBranches, hasObject, listRemoteBranches, nodeGitDeps, sanitizeUrl, sourceTrailer, type GitAuth } from '../core/git.js';
+import { GitError } from '../core/errors.js';
+import { ensureBareRepo, fetchAllBranches, hasObject, listRemoteBranches, nodeGitDeps, readLocalCommit, sanitizeUrl, sourceTrailer, type GitAuth } from '../core/git.js';
 import type { Forge } from '../core/forge.js';
 import { truncateDescription, type CommitStatus, type RepoRef } from '../core/github.js';
 import { loadFleet, type Fleet } from '../fleet/fleet.js';
 import { buildTree, publishTenants, type PublishFile, type PublishResult } from '../publish/publish.js';
 import { loadTemplates, renderFleet, renderTenant, type RenderSource } from '../render/render.js';
-import { parentOf, readCommitInfo, resolveSource } from '../repo.js';
+import { parentOf, resolveSource } from '../repo.js';
 import { decideRollout, effectiveWaves, formatRollout, ROLLOUT_CONTEXT_SUFFIX, rolloutStatus, type RolloutReport, type TenantRolloutInput } from './rollout.js';
 import { openRollbackPullRequest, rollbackRepo, type RollbackPullRequest } from './rollback-branch.js';
 
@@ -74,7 +75,8 @@ async function readTenantHeads(fleet: Fleet, url: string, gitdir: string, auth?:
   for (const t of fleet.tenants) {
     const oid = heads.get(`${prefix}${t.slug}`);
     if (!oid) continue;
-    const commit = await readCommitInfo(gitdir, oid, cache);
+    const commit = await readLocalCommit(gitdir, oid, nodeGitDeps, cache);
+    if (!commit) throw new GitError('read', gitdir, `tenant commit ${oid} is not in the repository just fetched`);
     out.set(t.slug, { commit: oid, tree: commit.tree, source: sourceTrailer(commit.message) });
   }
   return out;

@@ -1,12 +1,12 @@
 // Where `flotilla status` reads from: tenant branch heads and commits from the fleet
 // git repository (one fetch of every branch tip), and the agents' commit statuses
 // from the forge when a token allows it.
-import { SettingError } from '../core/errors.js';
-import { fetchAllBranches, listRemoteBranches, sourceTrailer, type GitAuth } from '../core/git.js';
+import { GitError, SettingError } from '../core/errors.js';
+import { fetchAllBranches, listRemoteBranches, readLocalCommit, readLocalFile, sourceTrailer, type GitAuth } from '../core/git.js';
 import type { ForgeCommitStatus } from '../core/forge.js';
 import { MANIFEST_PATH, parseManifest } from '../core/manifest.js';
 import type { Env, ForgeRepo } from '../forge-settings.js';
-import { readCommitInfo, readTextAtCommit, remoteUrl } from '../repo.js';
+import { remoteUrl } from '../repo.js';
 import type { StatusReads, TenantCommitInfo } from './status.js';
 
 export interface GitStatusReadsOptions {
@@ -30,9 +30,10 @@ export function gitStatusReads(opts: GitStatusReadsOptions): StatusReads {
       // One fetch of every branch tip serves every tenant.
       fetched ??= fetchAllBranches(opts.gitdir, opts.url, opts.auth ? { auth: opts.auth } : {});
       await fetched;
-      const commit = await readCommitInfo(opts.gitdir, oid);
+      const commit = await readLocalCommit(opts.gitdir, oid);
+      if (!commit) throw new GitError('read', opts.gitdir, `tenant commit ${oid} is not in the repository just fetched`);
       const info: TenantCommitInfo = { source: sourceTrailer(commit.message) };
-      const manifest = await readTextAtCommit(opts.gitdir, oid, MANIFEST_PATH);
+      const manifest = await readLocalFile(opts.gitdir, oid, MANIFEST_PATH);
       try {
         if (manifest !== undefined) info.imageTag = parseManifest(manifest).imageTag;
       } catch {
