@@ -202,6 +202,8 @@ describe('planApply', () => {
     await writeFile(join(install, '.env'), 'SESSION_KEY=kept\n');
     const names = secretsToGenerate(v2.manifest, 'SESSION_KEY=kept\n');
     expect(names).toEqual(['DB_PASSWORD']);
+    // A key set centrally is decrypted on the host, never generated.
+    expect(secretsToGenerate({ ...v2.manifest, encryptedSecrets: { DB_PASSWORD: 'armored' } }, 'SESSION_KEY=kept\n')).toEqual([]);
     const plan = await planApply({
       installDir: install,
       manifest: v2.manifest,

@@ -141,11 +141,15 @@ export function verifyTree(manifest: Manifest, files: Map<string, Buffer | strin
   return contents;
 }
 
-/** Managed secrets the host's `.env` does not define yet; the caller generates their values. */
+/**
+ * Managed secrets the host's `.env` does not define yet; the caller generates their values.
+ * A key set centrally (the manifest's encryptedSecrets) is never generated: its decrypted value is used.
+ */
 export function secretsToGenerate(manifest: Manifest, envText: string | undefined): string[] {
   if (manifest.mode !== 'managed') return [];
   const defined = definedKeys(envText ?? '', ENV_FILE);
-  return manifest.secrets.filter((name) => !defined.has(name));
+  const setCentrally = manifest.encryptedSecrets ?? {};
+  return manifest.secrets.filter((name) => !defined.has(name) && !Object.hasOwn(setCentrally, name));
 }
 
 /** Reads everything planApply compares against; refuses (UnsafePathError) a managed path that is or goes through a symlink. */

@@ -282,7 +282,7 @@ export function buildAgentProgram(io: AgentIo, setExit: (code: number) => void):
     // decrypt fails the plan as it refuses the apply); their values join the patch, never the output.
     const decrypted = await decryptManifestSecrets(manifest, ageIdentityPath(config.stateDir), secrets);
     const generatedSecrets = {
-      ...Object.fromEntries(secretsToGenerate(manifest, envText).filter((name) => !(name in decrypted)).map((name) => [name, GENERATED_ON_APPLY])),
+      ...Object.fromEntries(secretsToGenerate(manifest, envText).map((name) => [name, GENERATED_ON_APPLY])),
       ...decrypted,
     };
     const flavour = await flavourForPatch(envText, { ...manifest.envPatch, ...generatedSecrets }, config.compose, io.env);

@@ -434,8 +434,8 @@ async function planOnHost(pass: Pass): Promise<StepResult> {
   const envText = envFile?.content.toString('utf8');
   const generate = deps.generateSecret ?? defaultSecret;
   const decrypted = pass.decrypted ?? {};
-  // A secret set centrally is never generated: its decrypted value joins the patch instead.
-  const generated = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).filter((name) => !(name in decrypted)).map((name) => [name, generate()]));
+  // A secret set centrally is never generated (secretsToGenerate): its decrypted value joins the patch instead.
+  const generated = Object.fromEntries(secretsToGenerate(fetched.manifest, envText).map((name) => [name, generate()]));
   deps.secrets?.remember(Object.values(generated));
   const generatedSecrets = { ...generated, ...decrypted };
   const input: Parameters<typeof planApply>[0] = {
