@@ -1,7 +1,7 @@
 // What a change to fleet/ or templates/ does, tenant by tenant: `buildPlan`
 // compares the base render with the head render and is pure apart from the
-// injected registry check; `readFleetFilesAtRef` / `readFleetFilesFromDir`
-// fetch the inputs. plan-markdown.ts turns the report into the PR comment.
+// injected registry check; plan-revisions.ts reads and renders both sides
+// (through repo.ts). plan-markdown.ts turns the report into the PR comment.
 import { fileChanges, type FileChange } from '../core/diff.js';
 import { COMPOSE_FILE_NAMES, evaluateComposeText } from '../core/compose-vars.js';
 import { ComposeFileError, RegistryError } from '../core/errors.js';

@@ -1,6 +1,6 @@
 // `flotilla rollback`: the edits that give named tenants back the render they had at
 // an earlier commit, scoped to those tenants, as a reviewable change. Pure: file
-// maps in, edits out; renderer/commands/rollback.ts commits them and opens the PR.
+// maps in, edits out; rollback-branch.ts commits them and opens the PR.
 //
 // Restoring a tenant file alone is not enough when the change was a fleet default
 // (a `defaults.imageTag` bump reaches every tenant without touching its file), so
