@@ -8,6 +8,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { manifestOf } from '../test/support/tenant-fixture.js';
 import { SecretDecryptError } from '../renderer/core/errors.js';
 import { parseManifest, serializeManifest, type Manifest } from '../renderer/core/manifest.js';
 import { ageStanzaTypes, encryptSecret, generateAgeIdentity, sealSecret } from '../renderer/core/secrets.js';
@@ -34,18 +35,7 @@ function run(cmd: string, args: string[], input?: string): Promise<Ran> {
   });
 }
 
-const manifestWith = (encryptedSecrets: Record<string, string>): Manifest => ({
-  schemaVersion: 1,
-  tenant: 'acme',
-  mode: 'managed',
-  imageTag: 'v1',
-  source: { repo: 'acme/fleet', commit: 'a'.repeat(40) },
-  files: [],
-  envPatch: {},
-  requiredVariables: [],
-  secrets: [],
-  encryptedSecrets,
-});
+const manifestWith = (encryptedSecrets: Record<string, string>): Manifest => manifestOf({ encryptedSecrets });
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'flotilla-age-interop-'));

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { manifestOf } from '../../test/support/tenant-fixture.js';
 import { AgeIdentityError, AgeRecipientError, ManifestError, SecretDecryptError, SecretValueError } from './errors.js';
 import { parseManifest, serializeManifest, type Manifest } from './manifest.js';
 import {
@@ -300,18 +301,8 @@ describe('small helpers', () => {
 });
 
 describe('the manifest carries encryptedSecrets', () => {
-  const base = (extra: Partial<Manifest> = {}): Manifest => ({
-    schemaVersion: 1,
-    tenant: 'acme',
-    mode: 'managed',
-    imageTag: 'v1',
-    source: { repo: 'acme/fleet', commit: 'a'.repeat(40) },
-    files: [],
-    envPatch: { SMTP_HOST: 'smtp.example.org' },
-    requiredVariables: [],
-    secrets: ['POSTGRES_PASSWORD'],
-    ...extra,
-  });
+  const base = (extra: Partial<Manifest> = {}): Manifest =>
+    manifestOf({ envPatch: { SMTP_HOST: 'smtp.example.org' }, secrets: ['POSTGRES_PASSWORD'], ...extra });
 
   it('parses and serialises it (keys sorted, stable bytes); a manifest without it is unchanged', async () => {
     const host = await generateAgeIdentity();

@@ -7,6 +7,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { manifestOf } from '../support/tenant-fixture.js';
 import { runAgentCli } from '../../agent/main.js';
 import { ageIdentityPath, createHostIdentity, decryptManifestSecrets } from '../../agent/secrets.js';
 import { AgeIdentityError, ManifestError, SecretDecryptError } from '../../renderer/core/errors.js';
@@ -27,18 +28,7 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-const manifest = (encryptedSecrets: Record<string, string>): Manifest => ({
-  schemaVersion: 1,
-  tenant: 'acme',
-  mode: 'managed',
-  imageTag: 'v1',
-  source: { repo: 'acme/fleet', commit: 'a'.repeat(40) },
-  files: [],
-  envPatch: {},
-  requiredVariables: [],
-  secrets: [],
-  encryptedSecrets,
-});
+const manifest = (encryptedSecrets: Record<string, string>): Manifest => manifestOf({ encryptedSecrets });
 
 /** Every string a message must not hold: the value, any 16 characters of the ciphertext, the private key. */
 async function expectNoLeak(message: string, ciphertext?: string): Promise<void> {

@@ -38,6 +38,22 @@ export interface TenantFixture {
 
 export const FIXTURE_SOURCE_REPO = 'acme/fleet';
 
+/** A managed tenant's manifest with no files, for tests about the manifest alone; `overrides` sets any field. */
+export function manifestOf(overrides: Partial<Manifest> = {}): Manifest {
+  return {
+    schemaVersion: 1,
+    tenant: 'acme',
+    mode: 'managed',
+    imageTag: 'v1',
+    source: { repo: FIXTURE_SOURCE_REPO, commit: 'a'.repeat(40) },
+    files: [],
+    envPatch: {},
+    requiredVariables: [],
+    secrets: [],
+    ...overrides,
+  };
+}
+
 /** A stable fake fleet-repo commit id for a label ("v2 bump"). */
 export function fakeSourceCommit(label: string): string {
   return createHash('sha1').update(label).digest('hex');
