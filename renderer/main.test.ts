@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { copyFleetCheckout, runFlotilla, tempDirs } from '../test/support/cli.js';
 import { parseManifest } from './core/manifest.js';
 import { runCli } from './main.js';
 import type { CliIo } from './cli.js';
@@ -10,33 +10,12 @@ import { reportCliError } from './core/exit.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
-const temps: string[] = [];
-
-afterEach(async () => {
-  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-'));
-  temps.push(dir);
-  return dir;
-}
+const tempDir = tempDirs('flotilla-cli-');
 
 /** A repo root with the real templates and either the real fleet or a fixture one. */
-async function repoWith(fleetDir = join(repoRoot, 'fleet')): Promise<string> {
-  const root = await tempDir();
-  await cp(join(repoRoot, 'templates'), join(root, 'templates'), { recursive: true });
-  await cp(fleetDir, join(root, 'fleet'), { recursive: true });
-  return root;
-}
+const repoWith = async (fleetDir?: string): Promise<string> => copyFleetCheckout(repoRoot, await tempDir(), fleetDir);
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), cwd: repoRoot, env: {} };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr };
-}
+const run = (args: string[]) => runFlotilla(args, repoRoot);
 
 describe('flotilla check', () => {
   it('passes on the repository itself', async () => {

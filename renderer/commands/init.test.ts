@@ -1,31 +1,13 @@
 // `flotilla init DIR`: a fleet repo of one's own from the scaffold, with no copy of
 // Flotilla's source, on which `check` and `render` work right away; never an overwrite.
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { CliIo } from '../cli.js';
-import { runCli } from '../main.js';
+import { describe, expect, it } from 'vitest';
+import { runFlotilla, tempDirs } from '../../test/support/cli.js';
 import { ACTION_PLACEHOLDER, ScaffoldConflictError, initFleetRepo, scaffoldRoot } from '../fleet/scaffold.js';
 
-const temps: string[] = [];
-afterEach(async () => {
-  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'flotilla-init-'));
-  temps.push(dir);
-  return dir;
-}
-
-async function run(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), cwd, env: {} };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr };
-}
+const tempDir = tempDirs('flotilla-init-');
+const run = runFlotilla;
 
 /** Every file under `dir`, relative, sorted. */
 async function tree(dir: string): Promise<string[]> {

@@ -1,39 +1,15 @@
 // Through the CLI: a user's mistake in a render input ends in a typed error that names
 // it and its exit code, never "internal error … please report it" (exit 70).
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { CliIo } from '../cli.js';
-import { runCli } from '../main.js';
+import { describe, expect, it } from 'vitest';
+import { copyFleetCheckout, runFlotilla, tempDirs } from '../../test/support/cli.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const temps: string[] = [];
-afterEach(async () => {
-  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-inputs-'));
-  temps.push(dir);
-  return dir;
-}
-
-async function repoCopy(): Promise<string> {
-  const root = await tempDir();
-  await cp(join(repoRoot, 'templates'), join(root, 'templates'), { recursive: true });
-  await cp(join(repoRoot, 'fleet'), join(root, 'fleet'), { recursive: true });
-  return root;
-}
-
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), cwd: repoRoot, env: {} };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr };
-}
+const tempDir = tempDirs('flotilla-cli-inputs-');
+const repoCopy = async (): Promise<string> => copyFleetCheckout(repoRoot, await tempDir());
+const run = (args: string[]) => runFlotilla(args, repoRoot);
 
 describe('render and check inputs a user gets wrong', () => {
   it('render --out under a file: exit 2 naming the file', async () => {
