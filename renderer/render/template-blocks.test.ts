@@ -1,5 +1,6 @@
 // A template whose blocks do not pair up names the line where the block opens, not the
 // end of the file where Handlebars notices.
+import Handlebars from 'handlebars';
 import { describe, expect, it } from 'vitest';
 import { TemplateCompileError } from '../core/errors.js';
 import { compileTemplates } from './render.js';
@@ -52,5 +53,25 @@ describe('blocks that do not pair up', () => {
 
   it('leaves other syntax errors to Handlebars, with their line', () => {
     expect(compileError('a: 1\n{{#if x}}{{/if}}\nb: {{domain}\n').message).toMatch(/^templates\/x\.hbs:3: syntax error: /);
+  });
+
+  it('finds a problem exactly where Handlebars itself refuses the blocks', () => {
+    const texts = [
+      '{{#if a}}x{{else if b}}y{{else}}z{{/if}}\n{{!-- {{#if}} --}}\n\\{{#if}}\n{{{{raw}}}}{{#each}}{{{{/raw}}}}\n{{#> layout}}p{{/layout}}\n',
+      '{{#if a}}\n{{#each b}}{{/each}}\n',
+      '{{#if a}}\n{{/each}}\n',
+      '{{#if a}}\n{{/if}}\n{{/if}}\n',
+      '{{#each a as |x i|}}{{x}}{{/each}}{{^b}}c{{/b}}\n',
+      '{{~#with c~}}\n{{/with}}\n{{#unless d}}\n',
+    ];
+    for (const text of texts) {
+      let handlebarsRefuses = false;
+      try {
+        Handlebars.parse(text);
+      } catch {
+        handlebarsRefuses = true;
+      }
+      expect({ text, problem: findBlockProblem(text) !== undefined }).toEqual({ text, problem: handlebarsRefuses });
+    }
   });
 });
